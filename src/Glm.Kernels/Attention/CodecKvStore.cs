@@ -1,0 +1,75 @@
+namespace Glm.Kernels.Attention;
+
+/// <summary>A KV store whose records all use one codec; per layer, all key records then all value records.</summary>
+public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCodec
+{
+    private readonly byte*[] _layers;
+    private readonly int _keyRecord, _valueRecord;
+    private readonly long _valuesOffset;
+
+    public CodecKvStore(KvLayout layout, long slots) : base(layout, slots)
+    {
+        _keyRecord = TCodec.RecordBytes(layout.KeyDim);
+        _valueRecord = layout.ValueIsKeyPrefix ? 0 : TCodec.RecordBytes(layout.ValueDim);
+        _valuesOffset = slots * layout.KvHeads * _keyRecord;
+        long bytesPerLayer = _valuesOffset + slots * layout.KvHeads * _valueRecord;
+        _layers = AllocateLayers(layout.Layers, bytesPerLayer);
+    }
+
+    public override KvCacheDType DType => TCodec.DType;
+    public override int BytesPerTokenPerLayer => Layout.KvHeads * (_keyRecord + _valueRecord);
+
+    private byte* KeyRecord(int layer, long slot, int head) => _layers[layer] + (slot * Layout.KvHeads + head) * _keyRecord;
+    private byte* ValueRecord(int layer, long slot, int head) => _layers[layer] + _valuesOffset + (slot * Layout.KvHeads + head) * _valueRecord;
+
+    public override void Write(int layer, long slot, ReadOnlySpan<float> keys, ReadOnlySpan<float> values)
+    {
+        if ((ulong)slot >= (ulong)Slots) throw new ArgumentOutOfRangeException(nameof(slot));
+        int kd = Layout.KeyDim, vd = Layout.ValueDim;
+        for (int h = 0; h < Layout.KvHeads; h++)
+        {
+            TCodec.Encode(keys.Slice(h * kd, kd), KeyRecord(layer, slot, h));
+            if (!Layout.ValueIsKeyPrefix) TCodec.Encode(values.Slice(h * vd, vd), ValueRecord(layer, slot, h));
+        }
+    }
+
+    public override void Scores(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> q, float scale, Span<float> scores)
+    {
+        for (int t = 0; t < slots.Length; t++) scores[t] = TCodec.Dot(KeyRecord(layer, slots[t], head), q) * scale;
+    }
+
+    public override void WeightedValues(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, Span<float> output)
+    {
+        output.Clear();
+        bool prefix = Layout.ValueIsKeyPrefix;
+        for (int t = 0; t < slots.Length; t++)
+        {
+            byte* rec = prefix ? KeyRecord(layer, slots[t], head) : ValueRecord(layer, slots[t], head);
+            TCodec.Accumulate(rec, probs[t], output);
+        }
+    }
+
+    /// <summary>Decodes one stored key (for tests and error measurement).</summary>
+    public void ReadKey(int layer, long slot, int head, Span<float> destination) => TCodec.Decode(KeyRecord(layer, slot, head), destination);
+
+    public override void CopySlot(long from, long to)
+    {
+        for (int l = 0; l < Layout.Layers; l++)
+            for (int h = 0; h < Layout.KvHeads; h++)
+            {
+                Buffer.MemoryCopy(KeyRecord(l, from, h), KeyRecord(l, to, h), _keyRecord, _keyRecord);
+                if (_valueRecord > 0) Buffer.MemoryCopy(ValueRecord(l, from, h), ValueRecord(l, to, h), _valueRecord, _valueRecord);
+            }
+    }
+
+    public override void Dispose()
+    {
+        FreeLayers(_layers);
+        GC.SuppressFinalize(this);
+    }
+}
+
+public sealed class F32KvStore(KvLayout layout, long slots) : CodecKvStore<F32Codec>(layout, slots);
+public sealed class Bf16KvStore(KvLayout layout, long slots) : CodecKvStore<Bf16Codec>(layout, slots);
+public sealed class Fp8KvStore(KvLayout layout, long slots) : CodecKvStore<Fp8Codec>(layout, slots);
+public sealed class Int4KvStore(KvLayout layout, long slots) : CodecKvStore<Int4Codec>(layout, slots);

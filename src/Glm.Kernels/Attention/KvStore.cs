@@ -1,0 +1,66 @@
+namespace Glm.Kernels.Attention;
+
+/// <summary>
+/// The KV pool's storage: one preallocated region per layer addressed by slot (block × block size + offset).
+/// Each dtype implements writing a token and the two attention inner loops, so pages are read in their own
+/// format (dequantized in registers) and never expanded into a float copy.
+/// </summary>
+public abstract unsafe class KvStore : IDisposable
+{
+    protected KvStore(KvLayout layout, long slots)
+    {
+        Layout = layout;
+        Slots = slots;
+    }
+
+    public KvLayout Layout { get; }
+    public long Slots { get; }
+    public abstract KvCacheDType DType { get; }
+
+    /// <summary>Bytes one token takes in one layer (keys and values of all KV heads, scales included).</summary>
+    public abstract int BytesPerTokenPerLayer { get; }
+
+    /// <summary>Stores the keys (KvHeads × KeyDim) and values (KvHeads × ValueDim, empty for latent caches) of one token.</summary>
+    public abstract void Write(int layer, long slot, ReadOnlySpan<float> keys, ReadOnlySpan<float> values);
+
+    /// <summary>scores[t] = scale · (q · key(slots[t], head)).</summary>
+    public abstract void Scores(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> q, float scale, Span<float> scores);
+
+    /// <summary>output = Σ_t probs[t] · value(slots[t], head); output has ValueDim elements and is overwritten.</summary>
+    public abstract void WeightedValues(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, Span<float> output);
+
+    /// <summary>Copies one slot's contents to another in every layer (copy-on-write of a shared block).</summary>
+    public abstract void CopySlot(long from, long to);
+
+    public static KvStore Create(KvCacheDType dtype, KvLayout layout, long slots) => dtype switch
+    {
+        KvCacheDType.F32 => new F32KvStore(layout, slots),
+        KvCacheDType.Bf16 => new Bf16KvStore(layout, slots),
+        KvCacheDType.Fp8 => new Fp8KvStore(layout, slots),
+        KvCacheDType.Int4 => new Int4KvStore(layout, slots),
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
+    };
+
+    /// <summary>Allocates one zeroed, 64-byte aligned region per layer.</summary>
+    protected static byte*[] AllocateLayers(int layers, long bytesPerLayer)
+    {
+        var regions = new byte*[layers];
+        for (int l = 0; l < layers; l++)
+        {
+            regions[l] = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)Math.Max(bytesPerLayer, 64), 64);
+            System.Runtime.InteropServices.NativeMemory.Clear(regions[l], (nuint)bytesPerLayer);
+        }
+        return regions;
+    }
+
+    protected static void FreeLayers(byte*[] regions)
+    {
+        for (int l = 0; l < regions.Length; l++)
+        {
+            if (regions[l] != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(regions[l]);
+            regions[l] = null;
+        }
+    }
+
+    public abstract void Dispose();
+}

@@ -1,0 +1,25 @@
+namespace Glm.Kernels.Cpu;
+
+/// <summary>Float32 weights in a pinned array: the exact reference format and the home of converted F16/F8 tensors.</summary>
+public sealed unsafe class F32Matrix : WeightMatrix
+{
+    private readonly float[] _values;
+    private readonly float* _data;
+
+    public F32Matrix(float[] values, int rows, int cols) : base(rows, cols)
+    {
+        if (values.Length != (long)rows * cols) throw new ArgumentException("size mismatch", nameof(values));
+        _values = GC.AllocateArray<float>(values.Length, pinned: true);
+        values.CopyTo(_values, 0);
+        fixed (float* p = _values) _data = p;
+    }
+
+    public override string Format => "f32";
+    public override long ByteSize => (long)Rows * Cols * 4;
+    public ReadOnlySpan<float> Values => _values;
+
+    public override float DotRow(int row, float* x) => Dot.F32(x, _data + (long)row * Cols, Cols);
+
+    public override void DequantizeRow(int row, Span<float> destination) =>
+        _values.AsSpan(row * Cols, Cols).CopyTo(destination);
+}

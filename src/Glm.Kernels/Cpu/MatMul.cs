@@ -1,0 +1,47 @@
+namespace Glm.Kernels.Cpu;
+
+/// <summary>
+/// y[M, N] = x[M, K] · Wᵀ (+ bias). Output rows are split into contiguous column ranges across threads; every
+/// element is computed by the same per-row kernel, so results do not depend on M or on the thread count.
+/// </summary>
+public static unsafe class MatMul
+{
+    /// <summary>Work below this many multiply-adds runs on the calling thread: fork/join costs more than it saves.</summary>
+    private const long ParallelThreshold = 1 << 17;
+
+    public static int Threads { get; set; } = Environment.ProcessorCount;
+
+    public static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, int m, Span<float> y, ReadOnlySpan<float> bias = default)
+    {
+        if (x.Length < (long)m * w.Cols) throw new ArgumentException("x too short", nameof(x));
+        if (y.Length < (long)m * w.Rows) throw new ArgumentException("y too short", nameof(y));
+        fixed (float* px = x) fixed (float* py = y)
+        {
+            Run(w, px, m, py);
+            if (!bias.IsEmpty)
+                for (int i = 0; i < m; i++)
+                    for (int n = 0; n < w.Rows; n++) py[(long)i * w.Rows + n] += bias[n];
+        }
+    }
+
+    private static void Run(WeightMatrix w, float* x, int m, float* y)
+    {
+        long work = (long)m * w.Rows * w.Cols;
+        int threads = Math.Min(Threads, w.Rows / 16);
+        if (threads <= 1 || work < ParallelThreshold)
+        {
+            w.MultiplyRows(x, m, y, w.Rows, 0, w.Rows);
+            return;
+        }
+        // Several chunks per thread so a slow core does not hold up the rest; chunk edges on multiples of 16 rows.
+        int chunks = threads * 4;
+        int chunkRows = ((w.Rows + chunks - 1) / chunks + 15) & ~15;
+        chunks = (w.Rows + chunkRows - 1) / chunkRows;
+        nint px = (nint)x, py = (nint)y;
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, c =>
+        {
+            int start = c * chunkRows, end = Math.Min(w.Rows, start + chunkRows);
+            w.MultiplyRows((float*)px, m, (float*)py, w.Rows, start, end);
+        });
+    }
+}

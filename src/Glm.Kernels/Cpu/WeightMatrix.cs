@@ -1,0 +1,42 @@
+namespace Glm.Kernels.Cpu;
+
+/// <summary>
+/// A linear layer's weight, [Rows = out features, Cols = in features], row-major as in PyTorch, in some storage
+/// format. Each format supplies a row dot product and a row dequantizer; the shared driver handles batching and threads.
+/// </summary>
+public abstract class WeightMatrix : IDisposable
+{
+    protected WeightMatrix(int rows, int cols)
+    {
+        Rows = rows;
+        Cols = cols;
+    }
+
+    public int Rows { get; }
+    public int Cols { get; }
+
+    /// <summary>Name of the storage format, for startup summaries ("bf16", "fp8-e4m3", "int4-g128", …).</summary>
+    public abstract string Format { get; }
+
+    /// <summary>Bytes of weight data (scales included) this matrix holds.</summary>
+    public abstract long ByteSize { get; }
+
+    /// <summary>x · row(n), x having <see cref="Cols"/> elements.</summary>
+    public abstract unsafe float DotRow(int row, float* x);
+
+    /// <summary>Writes row(n) as float32.</summary>
+    public abstract void DequantizeRow(int row, Span<float> destination);
+
+    /// <summary>
+    /// y[m, n] = Σ_k x[m, k] · W[n, k] for rows [rowStart, rowEnd). Formats override this to share a weight
+    /// load across several activation rows; the per-element arithmetic must stay that of <see cref="DotRow"/>.
+    /// </summary>
+    public virtual unsafe void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
+    {
+        for (int n = rowStart; n < rowEnd; n++)
+            for (int i = 0; i < m; i++)
+                y[(long)i * yStride + n] = DotRow(n, x + (long)i * Cols);
+    }
+
+    public virtual void Dispose() => GC.SuppressFinalize(this);
+}

@@ -1,0 +1,47 @@
+namespace Glm.Kernels.Formats;
+
+/// <summary>
+/// OCP FP8 E4M3 ("e4m3fn"): 1 sign, 4 exponent (bias 7), 3 mantissa bits, no infinities, S.1111.111 is NaN,
+/// largest finite 448. Encoding rounds to nearest even and saturates to ±448, as quantizers clamp before casting.
+/// </summary>
+public static class Fp8E4M3
+{
+    public const float MaxFinite = 448f;
+
+    private static readonly float[] DecodeTable = BuildDecodeTable();
+
+    public static ReadOnlySpan<float> Table => DecodeTable;
+
+    public static float ToFloat(byte code) => DecodeTable[code];
+
+    public static byte FromFloat(float value)
+    {
+        if (float.IsNaN(value)) return 0x7F;
+        byte sign = (byte)(float.IsNegative(value) ? 0x80 : 0);
+        double a = Math.Abs((double)value);
+        if (a >= MaxFinite) return (byte)(sign | 0x7E);
+        const double subnormalStep = 1.0 / 512; // 2^-9
+        if (a < 1.0 / 64) // below the smallest normal 2^-6: the code counts subnormal steps, and 8 steps is the first normal
+            return (byte)(sign | (int)Math.Round(a / subnormalStep, MidpointRounding.ToEven));
+        int exponent = Math.ILogB(a);
+        double mantissa = Math.Round((Math.ScaleB(a, -exponent) - 1.0) * 8.0, MidpointRounding.ToEven);
+        if (mantissa >= 8) { mantissa = 0; exponent++; }
+        int code = ((exponent + 7) << 3) | (int)mantissa;
+        return (byte)(sign | Math.Min(code, 0x7E));
+    }
+
+    private static float[] BuildDecodeTable()
+    {
+        var table = new float[256];
+        for (int code = 0; code < 256; code++)
+        {
+            int exponent = (code >> 3) & 0xF, mantissa = code & 7;
+            double magnitude = exponent == 0
+                ? mantissa / 512.0
+                : (1.0 + mantissa / 8.0) * Math.Pow(2, exponent - 7);
+            if (exponent == 0xF && mantissa == 7) magnitude = double.NaN;
+            table[code] = (float)((code & 0x80) != 0 ? -magnitude : magnitude);
+        }
+        return table;
+    }
+}

@@ -1,0 +1,21 @@
+using System.Buffers;
+
+namespace Glm.Models.Architectures;
+
+/// <summary>A pooled float buffer of a requested length; returned to the pool on dispose.</summary>
+internal readonly struct PooledFloats : IDisposable
+{
+    private readonly float[] _array;
+    public readonly int Length;
+
+    public PooledFloats(long length)
+    {
+        Length = checked((int)length);
+        _array = ArrayPool<float>.Shared.Rent(Math.Max(Length, 1));
+    }
+
+    public Span<float> Span => _array.AsSpan(0, Length);
+    public float[] Array => _array;
+
+    public void Dispose() => ArrayPool<float>.Shared.Return(_array);
+}

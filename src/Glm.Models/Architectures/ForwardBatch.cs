@@ -1,0 +1,34 @@
+namespace Glm.Models.Architectures;
+
+/// <summary>
+/// One sequence's part of a step: tokens [Start, Start + Count) of the batch at consecutive positions starting
+/// at <see cref="FirstPosition"/>, whose KV lives in the blocks of <see cref="BlockTable"/>.
+/// </summary>
+public sealed record SequenceInput(int Start, int Count, int FirstPosition, IReadOnlyList<int> BlockTable)
+{
+    public int ContextLength => FirstPosition + Count;
+}
+
+/// <summary>The tokens of one engine step, possibly from many sequences (prefill chunks and decodes mixed).</summary>
+public sealed class ForwardBatch
+{
+    public ForwardBatch(int[] tokenIds, IReadOnlyList<SequenceInput> sequences, bool allLogits = false)
+    {
+        TokenIds = tokenIds;
+        Sequences = sequences;
+        AllLogits = allLogits;
+        Positions = new int[tokenIds.Length];
+        foreach (var s in sequences)
+            for (int i = 0; i < s.Count; i++) Positions[s.Start + i] = s.FirstPosition + i;
+    }
+
+    public int[] TokenIds { get; }
+    public int[] Positions { get; }
+    public IReadOnlyList<SequenceInput> Sequences { get; }
+
+    /// <summary>Logits for every token (evaluation) rather than the last token of each sequence (generation).</summary>
+    public bool AllLogits { get; }
+
+    public int TokenCount => TokenIds.Length;
+    public int LogitRows => AllLogits ? TokenIds.Length : Sequences.Count;
+}
