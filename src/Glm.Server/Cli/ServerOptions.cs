@@ -1,0 +1,115 @@
+using Glm.Kernels.Attention;
+
+namespace Glm.Server.Cli;
+
+/// <summary>Command-line options, named as vLLM names them. Environment variables GLM_* fill what flags leave unset.</summary>
+public sealed class ServerOptions
+{
+    public string? Model { get; set; }
+    public string? Tokenizer { get; set; }
+    public string? ServedModelName { get; set; }
+    public string Host { get; set; } = "127.0.0.1";
+    public int Port { get; set; } = 8000;
+    public string? ApiKey { get; set; }
+    public int? MaxModelLen { get; set; }
+    public int MaxNumSeqs { get; set; } = 64;
+    public int MaxNumBatchedTokens { get; set; } = 2048;
+    public int BlockSize { get; set; } = 16;
+    public long? KvCacheMemory { get; set; }
+    public string KvCacheDType { get; set; } = "auto";
+    public string Quantization { get; set; } = "none";
+    public bool EnablePrefixCaching { get; set; } = true;
+    public string? ToolCallParser { get; set; } = "glm45";
+    public string? ReasoningParser { get; set; } = "glm45";
+    public string Device { get; set; } = "cpu";
+    public int? Threads { get; set; }
+    public int MaxQueueLength { get; set; } = 256;
+
+    // complete verb
+    public List<int> PromptIds { get; } = [];
+    public string? Prompt { get; set; }
+    public int MaxTokens { get; set; } = 16;
+    public float Temperature { get; set; } = 1f;
+    public bool IgnoreEos { get; set; }
+    public ulong? Seed { get; set; }
+
+    /// <summary>The embedded demo model shipped next to the binary.</summary>
+    public static string EmbeddedModelDirectory => Path.Combine(AppContext.BaseDirectory, "models", "glm-demo");
+
+    public string ModelDirectory => Model ?? EmbeddedModelDirectory;
+    public string ModelName => ServedModelName ?? (Model is null ? "glm-demo" : Path.GetFileName(Path.TrimEndingDirectorySeparator(Model)));
+
+    public KvCacheDType ResolveKvDType() =>
+        KvCacheDType == "auto" ? (Quantization == "none" ? Kernels.Attention.KvCacheDType.F32 : Kernels.Attention.KvCacheDType.Int4) : KvCacheDTypes.Parse(KvCacheDType);
+
+    public static ServerOptions Parse(IReadOnlyList<string> args)
+    {
+        var o = new ServerOptions();
+        o.ApplyEnvironment();
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            string? inline = null;
+            int eq = arg.IndexOf('=');
+            if (arg.StartsWith("--") && eq > 0) { inline = arg[(eq + 1)..]; arg = arg[..eq]; }
+            string Value()
+            {
+                if (inline is not null) return inline;
+                if (i + 1 >= args.Count) throw new CliException($"{arg} needs a value");
+                return args[++i];
+            }
+            int IntValue() => int.TryParse(Value(), out int v) ? v : throw new CliException($"{arg} needs an integer");
+            switch (arg)
+            {
+                case "--model": o.Model = Value(); break;
+                case "--tokenizer": o.Tokenizer = Value(); break;
+                case "--served-model-name": o.ServedModelName = Value(); break;
+                case "--host": o.Host = Value(); break;
+                case "--port": o.Port = IntValue(); break;
+                case "--api-key": o.ApiKey = Value(); break;
+                case "--max-model-len": o.MaxModelLen = IntValue(); break;
+                case "--max-num-seqs": o.MaxNumSeqs = IntValue(); break;
+                case "--max-num-batched-tokens": o.MaxNumBatchedTokens = IntValue(); break;
+                case "--block-size": o.BlockSize = IntValue(); break;
+                case "--kv-cache-memory": o.KvCacheMemory = long.TryParse(Value(), out long b) ? b : throw new CliException("--kv-cache-memory needs a byte count"); break;
+                case "--kv-cache-dtype": o.KvCacheDType = Value(); break;
+                case "--quantization": o.Quantization = Value(); break;
+                case "--enable-prefix-caching": o.EnablePrefixCaching = true; break;
+                case "--no-enable-prefix-caching": o.EnablePrefixCaching = false; break;
+                case "--tool-call-parser": o.ToolCallParser = Value(); break;
+                case "--reasoning-parser": o.ReasoningParser = Value(); break;
+                case "--device": o.Device = Value(); break;
+                case "--threads": o.Threads = IntValue(); break;
+                case "--max-queue-len": o.MaxQueueLength = IntValue(); break;
+                case "--prompt-ids":
+                    foreach (var part in Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                        o.PromptIds.Add(int.TryParse(part, out int id) ? id : throw new CliException($"--prompt-ids: '{part}' is not a token id"));
+                    break;
+                case "--prompt": o.Prompt = Value(); break;
+                case "--max-tokens": o.MaxTokens = IntValue(); break;
+                case "--temperature": o.Temperature = float.TryParse(Value(), System.Globalization.CultureInfo.InvariantCulture, out float t) ? t : throw new CliException("--temperature needs a number"); break;
+                case "--seed": o.Seed = ulong.TryParse(Value(), out ulong s) ? s : throw new CliException("--seed needs an integer"); break;
+                case "--ignore-eos": o.IgnoreEos = true; break;
+                default: throw new CliException($"unknown option '{arg}'");
+            }
+        }
+        if (o.Device != "cpu") throw new CliException($"--device {o.Device} is not available in this build (only cpu)");
+        return o;
+    }
+
+    private void ApplyEnvironment()
+    {
+        string? Env(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : null;
+        Model = Env("GLM_MODEL");
+        ApiKey = Env("GLM_API_KEY");
+        ServedModelName = Env("GLM_SERVED_MODEL_NAME");
+        if (Env("GLM_HOST") is { } host) Host = host;
+        if (int.TryParse(Env("GLM_PORT"), out int port)) Port = port;
+        if (int.TryParse(Env("GLM_MAX_MODEL_LEN"), out int len)) MaxModelLen = len;
+        if (Env("GLM_QUANTIZATION") is { } q) Quantization = q;
+        if (Env("GLM_KV_CACHE_DTYPE") is { } kv) KvCacheDType = kv;
+    }
+}
+
+/// <summary>A usage error: printed as one line, exit code 2.</summary>
+public sealed class CliException(string message) : Exception(message);

@@ -1,0 +1,3 @@
+namespace Glm.Text.Tokenization;
+
+public sealed class TokenizerLoadException(string message) : Exception(message);
