@@ -1,0 +1,11 @@
+namespace Glm.Engine;
+
+public sealed record EngineOptions
+{
+    public int MaxNumSeqs { get; init; } = 64;
+    public int MaxNumBatchedTokens { get; init; } = 2048;
+    public int MaxModelLen { get; init; } = 4096;
+    public bool EnablePrefixCaching { get; init; } = true;
+    /// <summary>Requests allowed to wait before new ones are refused (HTTP 429).</summary>
+    public int MaxWaiting { get; init; } = 256;
+}

@@ -1,0 +1,210 @@
+using System.Collections.Concurrent;
+using Glm.Models.Architectures;
+
+namespace Glm.Engine;
+
+/// <summary>Thrown when a request cannot be admitted (context too long, queue full, engine stopping).</summary>
+public sealed class AdmissionException(string message, AdmissionFailure kind) : Exception(message)
+{
+    public AdmissionFailure Kind { get; } = kind;
+}
+
+public enum AdmissionFailure { ContextTooLong, QueueFull, ShuttingDown, InvalidRequest }
+
+/// <summary>
+/// The continuous-batching engine. One thread owns the scheduler, blocks and model; requests arrive through
+/// <see cref="Submit"/> from any thread and read their tokens from their sequence's channel. The loop never
+/// waits on a client: a slow or gone reader only fills its own unbounded channel until it is aborted.
+/// </summary>
+public sealed class LlmEngine : IDisposable
+{
+    private readonly IModelRunner _runner;
+    private readonly BlockManager _blocks;
+    private readonly Scheduler _scheduler;
+    private readonly Sampler _sampler = new();
+    private readonly ConcurrentQueue<Sequence> _incoming = new();
+    private readonly ConcurrentQueue<Sequence> _aborts = new();
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly Thread _thread;
+    private readonly int[] _eos;
+    private volatile bool _stopping;
+    private volatile bool _admissionClosed;
+    private volatile EngineStats _stats;
+    private int _pending;
+    private long _promptTokens, _generationTokens, _steps;
+    private float[] _logits = [];
+
+    public LlmEngine(IModelRunner runner, EngineOptions options, Action<Exception>? onFault = null)
+    {
+        _runner = runner;
+        Options = options;
+        _eos = runner.Config.EosTokenIds;
+        _blocks = new BlockManager(runner.NumBlocks, runner.BlockSize, options.EnablePrefixCaching, runner.CopyBlock);
+        _scheduler = new Scheduler(_blocks, options.MaxNumSeqs, options.MaxNumBatchedTokens);
+        _stats = Snapshot();
+        OnFault = onFault;
+        _thread = new Thread(Loop) { IsBackground = true, Name = "glm-engine" };
+        _thread.Start();
+    }
+
+    public EngineOptions Options { get; }
+    public IModelRunner Runner => _runner;
+    public EngineStats Stats => _stats;
+    public IReadOnlyList<int> EosTokenIds => _eos;
+    public Action<Exception>? OnFault { get; }
+    /// <summary>Tokens the KV pool can hold in all.</summary>
+    public long CapacityTokens => (long)_blocks.NumBlocks * _blocks.BlockSize;
+
+    /// <summary>Queues a request. Throws <see cref="AdmissionException"/> when it can never run or the queue is full.</summary>
+    public Sequence Submit(IReadOnlyList<int> prompt, SamplingParams sampling)
+    {
+        if (_stopping || _admissionClosed) throw new AdmissionException("The server is shutting down.", AdmissionFailure.ShuttingDown);
+        if (prompt.Count == 0) throw new AdmissionException("The prompt is empty.", AdmissionFailure.InvalidRequest);
+        int maxLen = (int)Math.Min(Options.MaxModelLen, CapacityTokens);
+        if (prompt.Count + sampling.MaxTokens > maxLen)
+            throw new AdmissionException(
+                $"This model's maximum context length is {maxLen} tokens. However, you requested {prompt.Count + sampling.MaxTokens} tokens " +
+                $"({prompt.Count} in the messages, {sampling.MaxTokens} in the completion). Please reduce the length of the messages or completion.",
+                AdmissionFailure.ContextTooLong);
+        foreach (int t in prompt)
+            if ((uint)t >= (uint)_runner.Config.VocabSize)
+                throw new AdmissionException($"Token id {t} is out of vocabulary (size {_runner.Config.VocabSize}).", AdmissionFailure.InvalidRequest);
+        if (Interlocked.Increment(ref _pending) > Options.MaxWaiting + Options.MaxNumSeqs)
+        {
+            Interlocked.Decrement(ref _pending);
+            throw new AdmissionException("The server is at capacity; retry shortly.", AdmissionFailure.QueueFull);
+        }
+        var seq = new Sequence(prompt, sampling, sampling.Seed ?? (ulong)Random.Shared.NextInt64());
+        _incoming.Enqueue(seq);
+        _wake.Release();
+        return seq;
+    }
+
+    /// <summary>Asks the loop to drop a sequence (client gone, stop string matched); its blocks are freed next step.</summary>
+    public void Abort(Sequence seq)
+    {
+        if (seq.Status == SequenceStatus.Finished || seq.AbortRequested) return;
+        seq.AbortRequested = true;
+        _aborts.Enqueue(seq);
+        _wake.Release();
+    }
+
+    private void Loop()
+    {
+        while (!_stopping)
+        {
+            try
+            {
+                Drain();
+                var work = _scheduler.Schedule();
+                if (work.Count == 0)
+                {
+                    _stats = Snapshot();
+                    _wake.Wait(200);
+                    continue;
+                }
+                Step(work);
+                _stats = Snapshot();
+            }
+            catch (Exception e)
+            {
+                // A fault fails the sequences of this step, never the process; the pool stays consistent.
+                OnFault?.Invoke(e);
+                foreach (var seq in _scheduler.Running.ToList()) Finish(seq, FinishReason.Abort);
+            }
+        }
+        Drain();
+        foreach (var seq in _scheduler.Running.Concat(_scheduler.Waiting).ToList()) Finish(seq, FinishReason.Abort);
+    }
+
+    private void Drain()
+    {
+        while (_incoming.TryDequeue(out var seq))
+        {
+            if (seq.AbortRequested) { Finish(seq, FinishReason.Abort, scheduled: false); continue; }
+            _scheduler.Add(seq);
+        }
+        while (_aborts.TryDequeue(out var seq))
+            if (seq.Status != SequenceStatus.Finished) Finish(seq, FinishReason.Abort);
+    }
+
+    private void Step(List<ScheduledSequence> work)
+    {
+        int total = 0;
+        foreach (var w in work) total += w.Tokens;
+        var tokens = new int[total];
+        var inputs = new SequenceInput[work.Count];
+        int at = 0;
+        for (int i = 0; i < work.Count; i++)
+        {
+            var (seq, n) = work[i];
+            seq.Tokens.CopyTo(seq.NumComputed, tokens, at, n);
+            inputs[i] = new SequenceInput(at, n, seq.NumComputed, seq.BlockTable);
+            if (seq.NumComputed < seq.PromptLength) _promptTokens += Math.Min(n, seq.PromptLength - seq.NumComputed);
+            at += n;
+        }
+        int vocab = _runner.Config.VocabSize;
+        if (_logits.Length < work.Count * vocab) _logits = new float[work.Count * vocab];
+        _runner.Forward(new ForwardBatch(tokens, inputs), _logits);
+        _steps++;
+
+        for (int i = 0; i < work.Count; i++)
+        {
+            var (seq, n) = work[i];
+            seq.NumComputed += n;
+            _blocks.RegisterComputedBlocks(seq);
+            if (seq.NumComputed < seq.Length) continue; // a prefill chunk with more to come
+            var (token, logprob, top) = _sampler.Sample(seq, _logits.AsSpan(i * vocab, vocab), _eos);
+            seq.Tokens.Add(token);
+            _generationTokens++;
+            var reason = FinishReason.None;
+            int? stopToken = null;
+            if (!seq.Sampling.IgnoreEos && _eos.Contains(token)) { reason = FinishReason.Stop; stopToken = token; }
+            else if (seq.Sampling.StopTokenIds.Contains(token)) { reason = FinishReason.Stop; stopToken = token; }
+            else if (seq.GeneratedCount >= seq.Sampling.MaxTokens || seq.Length >= Options.MaxModelLen) reason = FinishReason.Length;
+            seq.Output.Writer.TryWrite(new SequenceOutput(token, logprob, top, reason, stopToken));
+            if (reason != FinishReason.None) Finish(seq, reason, alreadyReported: true);
+        }
+    }
+
+    private void Finish(Sequence seq, FinishReason reason, bool scheduled = true, bool alreadyReported = false)
+    {
+        if (seq.Status == SequenceStatus.Finished) return;
+        if (scheduled) _scheduler.Remove(seq);
+        seq.Status = SequenceStatus.Finished;
+        seq.FinishReason = reason;
+        if (!alreadyReported) seq.Output.Writer.TryWrite(new SequenceOutput(-1, null, null, reason));
+        seq.Output.Writer.TryComplete();
+        Interlocked.Decrement(ref _pending);
+    }
+
+    private EngineStats Snapshot() => new(
+        _scheduler.RunningCount, _scheduler.WaitingCount, _blocks.Usage, _blocks.FreeBlocks, _blocks.NumBlocks,
+        _blocks.PrefixQueries, _blocks.PrefixHits, _promptTokens, _generationTokens, _scheduler.Preemptions, _steps);
+
+    /// <summary>For tests: whether every block is back in the pool with consistent accounting (call when idle).</summary>
+    public bool PoolIsConsistent(out string problem) => _blocks.AccountingIsExact(out problem);
+
+    /// <summary>Stops admitting; the loop aborts what is left and exits.</summary>
+    public void Stop()
+    {
+        _stopping = true;
+        _wake.Release();
+        _thread.Join(TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>Stops admitting new requests but keeps serving those in flight (graceful shutdown).</summary>
+    public void StopAdmitting() => _admissionClosed = true;
+
+    public bool AdmissionClosed => _admissionClosed;
+
+    /// <summary>Requests admitted and not yet finished.</summary>
+    public int InFlight => Volatile.Read(ref _pending);
+
+    public void Dispose()
+    {
+        Stop();
+        _runner.Dispose();
+        _wake.Dispose();
+    }
+}

@@ -1,0 +1,129 @@
+using Glm.Kernels.Attention;
+using Glm.Models.Architectures;
+using Glm.TestSupport;
+
+namespace Glm.Engine.Tests;
+
+public class EngineTests
+{
+    private static LlmEngine Start(string arch, KvCacheDType kv, bool prefixCaching, int numBlocks = 256, int blockSize = 4, int maxBatchedTokens = 64)
+    {
+        var model = ModelLoader.Load(Fixtures.Dir(arch));
+        var runner = new CpuModelRunner(model, kv, numBlocks, blockSize);
+        return new LlmEngine(runner, new EngineOptions
+        {
+            MaxNumSeqs = 16, MaxNumBatchedTokens = maxBatchedTokens, MaxModelLen = 4096, EnablePrefixCaching = prefixCaching,
+        }, e => throw new Xunit.Sdk.XunitException("engine fault: " + e));
+    }
+
+    private static List<int[]> Prompts(int seed)
+    {
+        var rng = new Random(seed);
+        var shared = Enumerable.Range(0, 20).Select(_ => rng.Next(3, 1000)).ToArray(); // a common prefix exercises the prefix cache
+        return Enumerable.Range(0, 16).Select(i =>
+        {
+            int len = new[] { 1, 3, 7, 17, 33, 70 }[i % 6];
+            var own = Enumerable.Range(0, len).Select(_ => rng.Next(3, 1000));
+            return (i % 3 == 0 ? shared.Concat(own) : own).ToArray();
+        }).ToList();
+    }
+
+    private static async Task<int[]> Collect(Sequence seq)
+    {
+        var tokens = new List<int>();
+        await foreach (var o in seq.Output.Reader.ReadAllAsync())
+            if (o.Token >= 0) tokens.Add(o.Token);
+        return tokens.ToArray();
+    }
+
+    private static readonly SamplingParams Greedy = new() { Temperature = 0, MaxTokens = 12, IgnoreEos = true };
+
+    [Theory]
+    [InlineData("glm4_moe", KvCacheDType.Bf16, true)]
+    [InlineData("glm4_moe", KvCacheDType.Bf16, false)]
+    [InlineData("glm4_moe_lite", KvCacheDType.Bf16, true)]
+    [InlineData("glm4", KvCacheDType.F32, true)]
+    public async Task BatchedOutputsEqualSoloRuns(string arch, KvCacheDType kv, bool prefixCaching)
+    {
+        var prompts = Prompts(Environment.TickCount);
+        var solo = new List<int[]>();
+        using (var engine = Start(arch, kv, prefixCaching))
+            foreach (var p in prompts) solo.Add(await Collect(engine.Submit(p, Greedy)));
+
+        using var batched = Start(arch, kv, prefixCaching);
+        var first = prompts.Take(8).Select(p => batched.Submit(p, Greedy)).ToList();
+        // The rest arrive while the first half is decoding.
+        await first[0].Output.Reader.WaitToReadAsync();
+        var second = prompts.Skip(8).Select(p => batched.Submit(p, Greedy)).ToList();
+        var results = await Task.WhenAll(first.Concat(second).Select(Collect));
+        for (int i = 0; i < prompts.Count; i++) Assert.Equal(solo[i], results[i]);
+
+        await WaitIdle(batched);
+        Assert.True(batched.PoolIsConsistent(out var problem), problem);
+        Assert.Equal(1.0, (double)batched.Stats.FreeBlocks / batched.Stats.TotalBlocks);
+        if (prefixCaching) Assert.True(batched.Stats.PrefixHits > 0, "the shared prefix should hit the cache");
+    }
+
+    [Fact]
+    public async Task PreemptionUnderATinyPoolLosesAndDuplicatesNothing()
+    {
+        var prompts = Prompts(7);
+        var solo = new List<int[]>();
+        using (var engine = Start("glm4_moe", KvCacheDType.F32, false))
+            foreach (var p in prompts) solo.Add(await Collect(engine.Submit(p, Greedy)));
+
+        // 40 blocks of 4 = 160 slots: far less than 16 sequences need together, more than any one needs.
+        using var tiny = Start("glm4_moe", KvCacheDType.F32, true, numBlocks: 40);
+        var seqs = prompts.Select(p => tiny.Submit(p, Greedy)).ToList();
+        var results = await Task.WhenAll(seqs.Select(Collect));
+        for (int i = 0; i < prompts.Count; i++) Assert.Equal(solo[i], results[i]);
+        await WaitIdle(tiny);
+        Assert.True(tiny.Stats.Preemptions > 0, "the pool was meant to force preemption");
+        Assert.True(tiny.PoolIsConsistent(out var problem), problem);
+        Assert.Equal(tiny.Stats.TotalBlocks, tiny.Stats.FreeBlocks);
+    }
+
+    [Fact]
+    public async Task SeededSamplingIsReproducibleWhateverTheBatch()
+    {
+        var p = new SamplingParams { Temperature = 0.9f, TopP = 0.9f, TopK = 50, Seed = 1234, MaxTokens = 16, IgnoreEos = true };
+        var prompt = new[] { 5, 6, 7, 8, 9 };
+        using var engine = Start("glm4_moe", KvCacheDType.F32, true);
+        var alone = await Collect(engine.Submit(prompt, p));
+        var crowd = Prompts(3).Select(x => engine.Submit(x, p with { Seed = 99 })).ToList();
+        var again = await Collect(engine.Submit(prompt, p));
+        await Task.WhenAll(crowd.Select(Collect));
+        Assert.Equal(alone, again);
+        var other = await Collect(engine.Submit(prompt, p with { Seed = 4321 }));
+        Assert.NotEqual(alone, other);
+    }
+
+    [Fact]
+    public async Task AbortFreesBlocksAndReportsAbort()
+    {
+        using var engine = Start("glm4_moe", KvCacheDType.F32, false);
+        var seq = engine.Submit(Enumerable.Range(3, 50).ToArray(), Greedy with { MaxTokens = 500 });
+        await seq.Output.Reader.WaitToReadAsync();
+        engine.Abort(seq);
+        var last = FinishReason.None;
+        await foreach (var o in seq.Output.Reader.ReadAllAsync()) last = o.Finish;
+        Assert.Equal(FinishReason.Abort, last);
+        await WaitIdle(engine);
+        Assert.Equal(engine.Stats.TotalBlocks, engine.Stats.FreeBlocks);
+    }
+
+    [Fact]
+    public void PromptsThatCannotFitAreRejectedBeforeQueueing()
+    {
+        using var engine = Start("glm4_moe", KvCacheDType.F32, false, numBlocks: 8);
+        var e = Assert.Throws<AdmissionException>(() => engine.Submit(Enumerable.Range(3, 40).ToArray(), Greedy));
+        Assert.Equal(AdmissionFailure.ContextTooLong, e.Kind);
+        Assert.Contains("maximum context length is 32 tokens", e.Message);
+    }
+
+    private static async Task WaitIdle(LlmEngine engine)
+    {
+        for (int i = 0; i < 200 && (engine.Stats.Running > 0 || engine.Stats.Waiting > 0 || engine.InFlight > 0); i++) await Task.Delay(10);
+        await Task.Delay(50); // let the loop publish a fresh snapshot
+    }
+}
