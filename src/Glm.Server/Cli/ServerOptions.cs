@@ -24,6 +24,7 @@ public sealed class ServerOptions
     public string Device { get; set; } = "cpu";
     public int? Threads { get; set; }
     public int MaxQueueLength { get; set; } = 256;
+    public int ShutdownGraceSeconds { get; set; } = 30;
 
     // complete verb
     public List<int> PromptIds { get; } = [];
@@ -81,6 +82,7 @@ public sealed class ServerOptions
                 case "--device": o.Device = Value(); break;
                 case "--threads": o.Threads = IntValue(); break;
                 case "--max-queue-len": o.MaxQueueLength = IntValue(); break;
+                case "--shutdown-grace-seconds": o.ShutdownGraceSeconds = IntValue(); break;
                 case "--prompt-ids":
                     foreach (var part in Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                         o.PromptIds.Add(int.TryParse(part, out int id) ? id : throw new CliException($"--prompt-ids: '{part}' is not a token id"));
@@ -108,6 +110,7 @@ public sealed class ServerOptions
         if (int.TryParse(Env("GLM_MAX_MODEL_LEN"), out int len)) MaxModelLen = len;
         if (Env("GLM_QUANTIZATION") is { } q) Quantization = q;
         if (Env("GLM_KV_CACHE_DTYPE") is { } kv) KvCacheDType = kv;
+        if (int.TryParse(Env("GLM_SHUTDOWN_GRACE_SECONDS"), out int grace)) ShutdownGraceSeconds = grace;
     }
 }
 

@@ -1,0 +1,318 @@
+using System.Text;
+using System.Text.Json;
+using Glm.Engine;
+using Glm.Server.Hosting;
+using Glm.Server.Metrics;
+using Glm.Text.Parsing;
+using Glm.Text.Templates;
+
+namespace Glm.Server.Api;
+
+/// <summary>POST /v1/chat/completions: template rendering, generation, reasoning and tool-call parsing, SSE streaming.</summary>
+public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Serilog.ILogger log)
+{
+    private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
+
+    private sealed class Choice
+    {
+        public required int Index;
+        public required TextStream Stream;
+        public ReasoningParser? Reasoning;
+        public ToolCallParser? Tools;
+        public readonly StringBuilder Content = new();
+        public readonly StringBuilder ReasoningText = new();
+        public readonly List<ParsedToolCall> Calls = [];
+        public readonly List<object> Logprobs = [];
+        public readonly List<int> TokenIds = [];
+        public string Finish = "stop";
+        public object? StopReason;
+    }
+
+    public async Task Handle(HttpContext ctx)
+    {
+        var model = Endpoints.RequireModel(host);
+        var (r, doc) = await RequestReader.Read(ctx.Request, ctx.RequestAborted);
+        using var _ = doc;
+        Endpoints.CheckModelName(r, model);
+        if (model.ChatTemplate is null || model.Tokenizer is null)
+            throw ApiException.BadRequest("This model has no chat template or tokenizer; use /v1/completions with token ids.");
+
+        var messages = r.Element("messages") ?? throw ApiException.BadRequest("'messages' is required.", "messages");
+        ValidateMessages(messages);
+        bool stream = r.Bool("stream") ?? false;
+        bool includeUsage = stream && r.Element("stream_options") is { ValueKind: JsonValueKind.Object } so
+            && so.TryGetProperty("include_usage", out var iu) && iu.ValueKind == JsonValueKind.True;
+        bool logprobs = r.Bool("logprobs") ?? false;
+        int? topLogprobs = r.Int("top_logprobs", 0, 20);
+        if (topLogprobs is not null && !logprobs) throw ApiException.BadRequest("'top_logprobs' requires 'logprobs' to be true.", "top_logprobs");
+        var tools = r.Element("tools");
+        if (tools is { } t && t.ValueKind != JsonValueKind.Array) throw RequestReader.Wrong("tools", "an array");
+        var (toolChoice, forcedName) = ParseToolChoice(r, tools);
+        ValidateResponseFormat(r);
+
+        var kwargs = new Dictionary<string, object?>();
+        if (r.Element("chat_template_kwargs") is { } k)
+        {
+            if (k.ValueKind != JsonValueKind.Object) throw RequestReader.Wrong("chat_template_kwargs", "an object");
+            foreach (var p in k.EnumerateObject()) kwargs[p.Name] = Values.FromJson(p.Value);
+        }
+        bool addGenerationPrompt = r.Bool("add_generation_prompt") ?? true;
+        string prompt;
+        try
+        {
+            var vars = ChatMessages.Variables(messages, toolChoice == "none" ? null : tools, addGenerationPrompt, kwargs, model.Settings.BosToken, model.Settings.EosToken);
+            prompt = model.ChatTemplate.Render(vars);
+        }
+        catch (TemplateException e)
+        {
+            throw ApiException.BadRequest($"The chat template could not render these messages: {e.Message}", "messages");
+        }
+        var promptIds = model.Tokenizer.Encode(prompt);
+        var sampling = SamplingRequest.Parse(r, model, promptIds.Length, chat: true, logprobs ? topLogprobs ?? 0 : null);
+        if (forcedName is not null || toolChoice == "required")
+        {
+            // GLM emits calls as XML, not JSON: force the opening of a call (and its name when one is named).
+            var forced = model.Tokenizer.Encode("<tool_call>" + (forcedName ?? ""));
+            sampling = sampling with { Params = sampling.Params with { Constraint = new ForcedPrefixConstraint(forced) } };
+        }
+
+        var schemas = ToolSchemas.FromOpenAiTools(tools);
+        bool parseTools = tools is not null && toolChoice != "none" && host.Options.ToolCallParser is not null;
+        bool parseReasoning = host.Options.ReasoningParser is not null;
+        bool promptOpenedThink = ReasoningParser.PromptOpensThink(prompt);
+        bool returnTokenIds = r.Bool("return_token_ids") ?? false;
+
+        string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var timer = metrics.StartRequest();
+        var choices = new List<Choice>();
+        try
+        {
+            for (int i = 0; i < sampling.N; i++)
+            {
+                var seq = Endpoints.Submit(model, promptIds, sampling.ForChoice(i));
+                choices.Add(new Choice
+                {
+                    Index = i,
+                    Stream = new TextStream(model.Engine, model.Tokenizer, seq, sampling.Stop, sampling.SkipSpecialTokens, sampling.IncludeStopInOutput),
+                    Reasoning = parseReasoning ? new ReasoningParser(promptOpenedThink) : null,
+                    Tools = parseTools ? new ToolCallParser(schemas) : null,
+                });
+            }
+        }
+        catch
+        {
+            foreach (var c in choices) model.Engine.Abort(c.Stream.Sequence);
+            throw;
+        }
+
+        SseWriter? sse = stream ? new SseWriter(ctx.Response) : null;
+        object Chunk(int index, object delta, object? lp, string? finish) => new
+        {
+            id, @object = "chat.completion.chunk", created, model = model.Name,
+            choices = new[] { new { index, delta, logprobs = lp, finish_reason = finish } },
+        };
+        if (sse is not null)
+            foreach (var c in choices)
+                await sse.Send(Chunk(c.Index, new { role = "assistant", content = "" }, null, null), ctx.RequestAborted);
+
+        await Task.WhenAll(choices.Select(c => RunChoice(c, sse, Chunk, model, timer, ctx.RequestAborted)));
+
+        int completionTokens = choices.Sum(c => c.Stream.CompletionTokens);
+        var seq0 = choices[0].Stream.Sequence;
+        var usage = new
+        {
+            prompt_tokens = promptIds.Length, completion_tokens = completionTokens, total_tokens = promptIds.Length + completionTokens,
+            prompt_tokens_details = new { cached_tokens = seq0.NumCachedTokens },
+        };
+        double e2e = timer.Finish(choices[0].Finish, promptIds.Length, completionTokens);
+        log.Information("chat {Id} model={Model} prompt_tokens={Prompt} completion_tokens={Completion} cached_tokens={Cached} ttft={Ttft:F3}s e2e={E2e:F3}s finish={Finish} stream={Stream}",
+            id, model.Name, promptIds.Length, completionTokens, seq0.NumCachedTokens, timer.TimeToFirstToken ?? e2e, e2e, choices[0].Finish, stream);
+
+        if (sse is not null)
+        {
+            if (includeUsage) await sse.Send(new { id, @object = "chat.completion.chunk", created, model = model.Name, choices = Array.Empty<object>(), usage }, ctx.RequestAborted);
+            await sse.Done(ctx.RequestAborted);
+            return;
+        }
+        var body = new
+        {
+            id, @object = "chat.completion", created, model = model.Name,
+            choices = choices.Select(c => new
+            {
+                index = c.Index,
+                message = Message(c),
+                logprobs = logprobs ? new { content = c.Logprobs } : null,
+                finish_reason = c.Finish,
+                stop_reason = c.StopReason,
+                token_ids = returnTokenIds ? c.TokenIds : null,
+            }).ToArray(),
+            usage,
+            prompt_token_ids = returnTokenIds ? promptIds : null,
+        };
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.WriteAsync(Json.Serialize(body), ctx.RequestAborted);
+    }
+
+    private static Dictionary<string, object?> Message(Choice c)
+    {
+        string content = c.Content.ToString();
+        var m = new Dictionary<string, object?>
+        {
+            ["role"] = "assistant",
+            ["content"] = c.Calls.Count > 0 && content.Trim().Length == 0 ? null : content,
+        };
+        if (c.Reasoning is not null)
+        {
+            string reasoning = c.ReasoningText.ToString();
+            m["reasoning_content"] = reasoning.Length > 0 ? reasoning : null;
+            m["reasoning"] = reasoning.Length > 0 ? reasoning : null;
+        }
+        m["tool_calls"] = c.Calls.Select(t => new { id = t.Id, type = "function", function = new { name = t.Name, arguments = t.Arguments } }).ToArray();
+        return m;
+    }
+
+    private static async Task RunChoice(Choice c, SseWriter? sse, Func<int, object, object?, string?, object> chunk, ServedModel model,
+        EngineMetrics.RequestTimer timer, CancellationToken ct)
+    {
+        await foreach (var piece in c.Stream.Run(ct))
+        {
+            if (piece.Token >= 0) { c.TokenIds.Add(piece.Token); timer.Token(); }
+            object? lp = null;
+            if (piece.Logprob is not null)
+            {
+                var entry = LogprobFormat.ChatEntry(model.Tokenizer, piece);
+                c.Logprobs.Add(entry);
+                lp = new { content = new[] { entry } };
+            }
+            var deltas = new List<Dictionary<string, object?>>();
+            Route(c, piece.Text, deltas, final: piece.FinishReason is not null);
+            if (piece.FinishReason is not null)
+            {
+                c.Finish = piece.FinishReason == "stop" && c.Calls.Count > 0 ? "tool_calls" : piece.FinishReason;
+                c.StopReason = piece.StopReason;
+            }
+            if (sse is null) continue;
+            if (deltas.Count == 0 && (lp is not null || piece.FinishReason is not null)) deltas.Add([]);
+            for (int i = 0; i < deltas.Count; i++)
+            {
+                bool last = i == deltas.Count - 1;
+                await sse.Send(chunk(c.Index, deltas[i], last ? lp : null, last ? (piece.FinishReason is null ? null : c.Finish) : null), ct);
+            }
+        }
+    }
+
+    /// <summary>Sends text through the reasoning parser, then the tool parser, collecting the deltas to stream.</summary>
+    private static void Route(Choice c, string text, List<Dictionary<string, object?>> deltas, bool final)
+    {
+        var (reasoning, content) = ("", text);
+        if (c.Reasoning is not null)
+        {
+            var d = c.Reasoning.Push(text);
+            (reasoning, content) = (d.Reasoning, d.Content);
+            if (final)
+            {
+                var f = c.Reasoning.Finish();
+                reasoning += f.Reasoning;
+                content += f.Content;
+            }
+        }
+        if (reasoning.Length > 0)
+        {
+            c.ReasoningText.Append(reasoning);
+            deltas.Add(new() { ["reasoning_content"] = reasoning, ["reasoning"] = reasoning });
+        }
+        if (c.Tools is null)
+        {
+            if (content.Length > 0) { c.Content.Append(content); deltas.Add(new() { ["content"] = content }); }
+            return;
+        }
+        var events = c.Tools.Push(content);
+        if (final) events.AddRange(c.Tools.Finish());
+        foreach (var e in events)
+        {
+            switch (e)
+            {
+                case ContentEvent ce:
+                    c.Content.Append(ce.Text);
+                    deltas.Add(new() { ["content"] = ce.Text });
+                    break;
+                case ToolCallStartEvent s:
+                    deltas.Add(new() { ["tool_calls"] = new[] { new { index = s.Index, id = s.Id, type = "function", function = new { name = s.Name, arguments = "" } } } });
+                    break;
+                case ToolCallArgumentsEvent a:
+                    deltas.Add(new() { ["tool_calls"] = new[] { new { index = a.Index, function = new { arguments = a.Delta } } } });
+                    break;
+            }
+        }
+        c.Calls.Clear();
+        c.Calls.AddRange(c.Tools.Calls);
+    }
+
+    private static void ValidateMessages(JsonElement messages)
+    {
+        if (messages.ValueKind != JsonValueKind.Array) throw RequestReader.Wrong("messages", "an array");
+        if (messages.GetArrayLength() == 0) throw ApiException.BadRequest("'messages' must contain at least one message.", "messages");
+        int i = 0;
+        foreach (var m in messages.EnumerateArray())
+        {
+            string where = $"messages[{i++}]";
+            if (m.ValueKind != JsonValueKind.Object) throw RequestReader.Wrong(where, "an object");
+            if (!m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
+                throw ApiException.BadRequest($"'{where}.role' is required.", where + ".role");
+            if (!Roles.Contains(role.GetString()!))
+                throw ApiException.BadRequest($"'{where}.role' must be one of system, developer, user, assistant, tool; got '{role.GetString()}'.", where + ".role");
+            if (m.TryGetProperty("content", out var content) && content.ValueKind is not (JsonValueKind.String or JsonValueKind.Array or JsonValueKind.Null))
+                throw RequestReader.Wrong(where + ".content", "a string or an array of content parts");
+        }
+    }
+
+    private static (string Choice, string? Name) ParseToolChoice(RequestReader r, JsonElement? tools)
+    {
+        if (r.Element("tool_choice") is not { } tc) return (tools is null ? "none" : "auto", null);
+        if (tc.ValueKind == JsonValueKind.String)
+        {
+            string s = tc.GetString()!;
+            if (s is not ("none" or "auto" or "required")) throw ApiException.BadRequest("'tool_choice' must be none, auto, required or a named function.", "tool_choice");
+            if (s == "required" && tools is null) throw ApiException.BadRequest("tool_choice 'required' needs 'tools'.", "tool_choice");
+            return (s, null);
+        }
+        if (tc.ValueKind == JsonValueKind.Object && tc.TryGetProperty("function", out var fn) && fn.TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String)
+        {
+            string n = name.GetString()!;
+            if (tools is null || !tools.Value.EnumerateArray().Any(t => t.TryGetProperty("function", out var f) && f.TryGetProperty("name", out var fnName) && fnName.GetString() == n))
+                throw ApiException.BadRequest($"tool_choice names function '{n}', which is not in 'tools'.", "tool_choice");
+            return ("named", n);
+        }
+        throw RequestReader.Wrong("tool_choice", "a string or {\"type\": \"function\", \"function\": {\"name\": …}}");
+    }
+
+    private static void ValidateResponseFormat(RequestReader r)
+    {
+        if (r.Element("response_format") is not { } rf) return;
+        if (rf.ValueKind != JsonValueKind.Object || !rf.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+            throw RequestReader.Wrong("response_format", "an object with a 'type'");
+        string t = type.GetString()!;
+        if (t is "text" or "json_object") return;
+        if (t == "json_schema")
+        {
+            if (!rf.TryGetProperty("json_schema", out var js) || js.ValueKind != JsonValueKind.Object)
+                throw ApiException.BadRequest("response_format json_schema needs a 'json_schema' object.", "response_format");
+            return;
+        }
+        throw ApiException.BadRequest($"response_format type '{t}' is not supported (text, json_object, json_schema).", "response_format");
+    }
+}
+
+/// <summary>Forces the first generated tokens to a fixed sequence (the opening of a GLM tool call).</summary>
+public sealed class ForcedPrefixConstraint(int[] prefix) : ITokenConstraint
+{
+    public void Apply(IReadOnlyList<int> generated, Span<float> logits)
+    {
+        if (generated.Count >= prefix.Length) return;
+        int allowed = prefix[generated.Count];
+        float keep = logits[allowed];
+        logits.Fill(float.NegativeInfinity);
+        logits[allowed] = float.IsNegativeInfinity(keep) ? 0 : keep;
+    }
+}

@@ -1,0 +1,105 @@
+using Glm.Engine;
+using Glm.Kernels.Attention;
+using Glm.Kernels.Cpu;
+using Glm.Models;
+using Glm.Models.Architectures;
+using Glm.Server.Cli;
+using Glm.Text.Templates;
+using Glm.Text.Tokenization;
+
+namespace Glm.Server.Hosting;
+
+/// <summary>
+/// Loads the model once, in the background, so the HTTP host answers /health (503) while weights load; then
+/// holds the engine. Also the switch for graceful shutdown: once draining, new work is refused with 503.
+/// </summary>
+public sealed class ModelHost : IDisposable
+{
+    private readonly ServerOptions _options;
+    private readonly Serilog.ILogger _log;
+    private volatile ServedModel? _model;
+    private volatile bool _draining;
+
+    public ModelHost(ServerOptions options, Serilog.ILogger log)
+    {
+        _options = options;
+        _log = log;
+    }
+
+    public ServedModel? Model => _model;
+    public bool Ready => _model is not null && !_draining;
+    public bool Draining => _draining;
+    public Exception? LoadError { get; private set; }
+    public ServerOptions Options => _options;
+
+    public Task LoadInBackground(Action<Exception> onFailure) => Task.Run(() =>
+    {
+        try { _model = Load(_options, _log); }
+        catch (Exception e) { LoadError = e; onFailure(e); }
+    });
+
+    public static ServedModel Load(ServerOptions o, Serilog.ILogger log)
+    {
+        if (o.Threads is int threads) MatMul.Threads = Math.Max(1, threads);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        string dir = o.ModelDirectory;
+        log.Information("Loading {Model} from {Directory}", o.ModelName, dir);
+        var model = ModelLoader.Load(dir, log: m => log.Information("{Message}", m));
+        var config = model.Config;
+
+        string tokenizerDir = o.Tokenizer ?? dir;
+        string tokenizerPath = Path.Combine(tokenizerDir, "tokenizer.json");
+        BpeTokenizer? tokenizer = File.Exists(tokenizerPath) ? BpeTokenizer.Load(tokenizerPath) : null;
+        if (tokenizer is null) log.Warning("No tokenizer.json in {Directory}: only token-id prompts will work", tokenizerDir);
+        var settings = ChatTemplateLoader.Load(tokenizerDir);
+
+        var kvDType = o.ResolveKvDType();
+        int maxModelLen = Math.Min(o.MaxModelLen ?? config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
+        long bytesPerBlock = PagedKvCache.BytesPerBlock(model.CacheLayout, kvDType, o.BlockSize);
+        long budget = o.KvCacheMemory ?? DefaultKvBudget(bytesPerBlock, o, maxModelLen);
+        int blocks = CpuModelRunner.BlocksForBudget(model, kvDType, o.BlockSize, budget);
+        if ((long)blocks * o.BlockSize < maxModelLen)
+        {
+            log.Warning("The KV pool holds {Tokens} tokens, fewer than max-model-len {MaxLen}; lowering max-model-len", (long)blocks * o.BlockSize, maxModelLen);
+            maxModelLen = blocks * o.BlockSize;
+        }
+        var runner = new CpuModelRunner(model, kvDType, blocks, o.BlockSize);
+        var engine = new LlmEngine(runner, new EngineOptions
+        {
+            MaxNumSeqs = o.MaxNumSeqs,
+            MaxNumBatchedTokens = Math.Max(o.MaxNumBatchedTokens, 1),
+            MaxModelLen = maxModelLen,
+            EnablePrefixCaching = o.EnablePrefixCaching,
+            MaxWaiting = o.MaxQueueLength,
+        }, e => log.Error(e, "Engine step failed; the affected requests were aborted"));
+
+        var bytes = model.WeightBytesByFormat();
+        log.Information("Model {Architecture}: {Params:N0} parameters, {Layers} layers, hidden {Hidden}, vocab {Vocab}; weights {Weights} in {Seconds:F1}s",
+            config.ArchitectureName, model.ParameterCount(), config.NumLayers, config.HiddenSize, config.VocabSize,
+            string.Join(", ", bytes.Select(kv => $"{kv.Key} {kv.Value / 1048576.0:F1} MiB")), started.Elapsed.TotalSeconds);
+        log.Information("KV cache: {Blocks} blocks x {BlockSize} tokens = {Tokens:N0} tokens, {DType}, {PerToken} bytes/token/layer, {MiB:F1} MiB; max-model-len {MaxLen}",
+            blocks, o.BlockSize, (long)blocks * o.BlockSize, kvDType.Name(), runner.KvBytesPerToken / Math.Max(1, config.NumLayers),
+            (double)blocks * bytesPerBlock / 1048576, maxModelLen);
+
+        string description = o.Model is null
+            ? "glm-demo: the embedded 8.3M-parameter GLM-4.5-architecture demo model (a smoke-test model: it reasons and calls tools, but its answers are often wrong)"
+            : $"{config.ArchitectureName} from {dir}";
+        return new ServedModel(o.ModelName, dir, config, tokenizer, settings, engine, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), description);
+    }
+
+    /// <summary>Enough for every sequence at full length, capped at a quarter of the memory this process may use.</summary>
+    private static long DefaultKvBudget(long bytesPerBlock, ServerOptions o, int maxModelLen)
+    {
+        long wanted = (long)Math.Ceiling(maxModelLen / (double)o.BlockSize) * bytesPerBlock * Math.Max(1, o.MaxNumSeqs);
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return Math.Max(bytesPerBlock * 4, Math.Min(wanted, available / 4));
+    }
+
+    public void StartDraining()
+    {
+        _draining = true;
+        _model?.Engine.StopAdmitting();
+    }
+
+    public void Dispose() => _model?.Engine.Dispose();
+}

@@ -1,0 +1,22 @@
+using Glm.Engine;
+using Glm.Models;
+using Glm.Text.Templates;
+using Glm.Text.Tokenization;
+
+namespace Glm.Server.Hosting;
+
+/// <summary>Everything a request needs once the model is loaded.</summary>
+public sealed class ServedModel(string name, string directory, ModelConfig config, BpeTokenizer? tokenizer,
+    ChatTemplateLoader.TokenizerSettings settings, LlmEngine engine, long created, string description)
+{
+    public string Name { get; } = name;
+    public string Directory { get; } = directory;
+    public ModelConfig Config { get; } = config;
+    public BpeTokenizer? Tokenizer { get; } = tokenizer;
+    public ChatTemplate? ChatTemplate => Settings.Template;
+    public ChatTemplateLoader.TokenizerSettings Settings { get; } = settings;
+    public LlmEngine Engine { get; } = engine;
+    public long Created { get; } = created;
+    public string Description { get; } = description;
+    public int MaxModelLen => (int)Math.Min(Engine.Options.MaxModelLen, Engine.CapacityTokens);
+}
