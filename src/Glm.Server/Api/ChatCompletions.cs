@@ -21,6 +21,8 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         public ToolCallParser? Tools;
         public readonly StringBuilder Content = new();
         public readonly StringBuilder ReasoningText = new();
+        /// <summary>Whitespace-only content held until real text follows (dropped if the turn ends in tool calls).</summary>
+        public string HeldWhitespace = "";
         public readonly List<ParsedToolCall> Calls = [];
         public readonly List<object> Logprobs = [];
         public readonly List<int> TokenIds = [];
@@ -160,7 +162,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         var m = new Dictionary<string, object?>
         {
             ["role"] = "assistant",
-            ["content"] = c.Calls.Count > 0 && content.Trim().Length == 0 ? null : content,
+            ["content"] = c.Calls.Count > 0 && content.Length == 0 ? null : content,
         };
         if (c.Reasoning is not null)
         {
@@ -234,8 +236,11 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
             switch (e)
             {
                 case ContentEvent ce:
-                    c.Content.Append(ce.Text);
-                    deltas.Add(new() { ["content"] = ce.Text });
+                    string text2 = c.HeldWhitespace + ce.Text;
+                    if (text2.Trim().Length == 0) { c.HeldWhitespace = text2; break; }
+                    c.HeldWhitespace = "";
+                    c.Content.Append(text2);
+                    deltas.Add(new() { ["content"] = text2 });
                     break;
                 case ToolCallStartEvent s:
                     deltas.Add(new() { ["tool_calls"] = new[] { new { index = s.Index, id = s.Id, type = "function", function = new { name = s.Name, arguments = "" } } } });
@@ -247,6 +252,11 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         }
         c.Calls.Clear();
         c.Calls.AddRange(c.Tools.Calls);
+        if (final && c.HeldWhitespace.Length > 0 && c.Calls.Count == 0)
+        {
+            c.Content.Append(c.HeldWhitespace);
+            deltas.Add(new() { ["content"] = c.HeldWhitespace });
+        }
     }
 
     private static void ValidateMessages(JsonElement messages)
