@@ -67,3 +67,16 @@ public sealed class ChatFixtureServer : ServerFixture
     protected override string ModelDirectory => Fixtures.Dir("chat_glm4_moe");
     protected override string ModelName => "chat-glm4-moe";
 }
+
+/// <summary>The chat fixture model behind an API key, with a short context to exercise overflow.</summary>
+public sealed class SecuredServer : ServerFixture
+{
+    public const string Key = "sk-test-123";
+    protected override string ModelDirectory => Fixtures.Dir("chat_glm4_moe");
+    protected override string ModelName => "secured";
+    protected override void Configure(Glm.Server.Cli.ServerOptions o)
+    {
+        o.ApiKey = Key;
+        o.MaxModelLen = 64;
+    }
+}

@@ -102,3 +102,18 @@ public class TokenizerParityTests
         Assert.Contains("Unigram", e.Message);
     }
 }
+
+public class PaddedVocabularyTests
+{
+    [Fact]
+    public void IdsBeyondTheTokenizerDecodeToNothingAsInHuggingFace()
+    {
+        // Models pad their vocabulary past the tokenizer's; HF tokenizers skips such ids when decoding.
+        var tokenizer = BpeTokenizer.Load(Path.Combine(Fixtures.Dir("tokenizer_glm"), "tokenizer.json"));
+        var ids = tokenizer.Encode("Hi");
+        int beyond = tokenizer.VocabSize + 5;
+        Assert.Equal("Hi", tokenizer.Decode([.. ids, beyond]));
+        var detok = new IncrementalDetokenizer(tokenizer, false);
+        Assert.Equal("", detok.Push(beyond));
+    }
+}

@@ -12,6 +12,7 @@ public static class ErrorResponses
     {
         if (ctx.Response.HasStarted) return;
         ctx.Response.StatusCode = status;
+        if (status is 429 or 503) ctx.Response.Headers.RetryAfter = "1";
         ctx.Response.ContentType = "application/json";
         await ctx.Response.WriteAsync(JsonSerializer.Serialize(Body(message, type, param, code)), ctx.RequestAborted);
     }

@@ -11,18 +11,19 @@ public sealed class RequestReader(JsonElement root)
     {
         if (request.ContentType is { } type && !type.Contains("json", StringComparison.OrdinalIgnoreCase))
             throw new ApiException(415, $"Content-Type must be application/json, got '{type}'.");
+        // Read whole (Kestrel caps the size) so invalid UTF-8 is caught here, not when a string is first read.
+        using var buffer = new MemoryStream();
+        await request.Body.CopyToAsync(buffer, ct);
+        var bytes = buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
+        if (!System.Text.Unicode.Utf8.IsValid(bytes.Span)) throw ApiException.BadRequest("The request body is not valid UTF-8.");
         JsonDocument doc;
         try
         {
-            doc = await JsonDocument.ParseAsync(request.Body, default, ct);
+            doc = JsonDocument.Parse(bytes.ToArray());
         }
         catch (JsonException e)
         {
             throw ApiException.BadRequest($"The request body is not valid JSON: {e.Message}");
-        }
-        catch (System.Text.DecoderFallbackException)
-        {
-            throw ApiException.BadRequest("The request body is not valid UTF-8.");
         }
         if (doc.RootElement.ValueKind != JsonValueKind.Object)
         {

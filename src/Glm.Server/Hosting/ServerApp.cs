@@ -48,7 +48,12 @@ public static class ServerApp
             catch (Exception e)
             {
                 log.Error(e, "Unhandled error on {Path}", ctx.Request.Path);
-                await ErrorResponses.Write(ctx, 500, "Internal server error.", "internal_error");
+                if (ctx.Response.HasStarted && ctx.Response.ContentType?.StartsWith("text/event-stream") == true)
+                {
+                    // Mid-stream: the status is gone, so end the stream with an error event, as vLLM does.
+                    await ctx.Response.WriteAsync("data: " + Json.Serialize(ErrorResponses.Body("Internal server error.", "internal_error", null, null)) + "\n\ndata: [DONE]\n\n");
+                }
+                else await ErrorResponses.Write(ctx, 500, "Internal server error.", "internal_error");
             }
         });
         app.Use(async (ctx, next) =>

@@ -180,18 +180,18 @@ public sealed class BpeTokenizer
                 sb.Append(added.Content);
                 continue;
             }
-            var token = IdToToken(id) ?? throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} is not in the vocabulary");
-            ByteLevel.Decode(token, bytes);
+            // Like HF tokenizers, ids without a token (a model's padded vocabulary) decode to nothing.
+            if (IdToToken(id) is { } token) ByteLevel.Decode(token, bytes);
         }
         FlushBytes(bytes, sb);
         return sb.ToString();
     }
 
-    /// <summary>The bytes a regular (non-added) token stands for; empty for added tokens.</summary>
+    /// <summary>The bytes a regular token stands for; empty for added tokens and for ids without a token.</summary>
     public void TokenBytes(int id, List<byte> into)
     {
-        if (_addedById.ContainsKey(id)) return;
-        ByteLevel.Decode(IdToToken(id) ?? throw new ArgumentOutOfRangeException(nameof(id)), into);
+        if (_addedById.ContainsKey(id) || IdToToken(id) is not { } token) return;
+        ByteLevel.Decode(token, into);
     }
 
     private static void FlushBytes(List<byte> bytes, StringBuilder sb)

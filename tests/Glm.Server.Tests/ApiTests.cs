@@ -1,0 +1,160 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Glm.TestSupport;
+using OpenAI.Chat;
+
+namespace Glm.Server.Tests;
+
+/// <summary>The OpenAI surface on the transformers chat fixture model, driven by the OpenAI .NET SDK where it can be.</summary>
+public class ApiTests(ChatFixtureServer server) : IClassFixture<ChatFixtureServer>
+{
+    private static JsonElement Case(int i)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.Dir("chat_glm4_moe"), "expected_chat.json")));
+        return doc.RootElement.GetProperty("cases")[i].Clone();
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(4)]
+    public async Task GreedyChatOutputEqualsTheFixtureContinuation(int index)
+    {
+        var c = Case(index);
+        var body = new Dictionary<string, object?>
+        {
+            ["model"] = server.Name, ["messages"] = c.GetProperty("messages"), ["temperature"] = 0, ["max_tokens"] = 16,
+            ["ignore_eos"] = true, ["return_token_ids"] = true, ["chat_template_kwargs"] = c.GetProperty("kwargs"),
+        };
+        if (c.GetProperty("tools").ValueKind == JsonValueKind.Array) body["tools"] = c.GetProperty("tools");
+        using var response = await server.Http.PostAsJsonAsync("/v1/chat/completions", body);
+        var json = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.True(response.IsSuccessStatusCode, json.ToString());
+        Assert.Equal(c.GetProperty("prompt_ids").EnumerateArray().Select(x => x.GetInt32()), json.GetProperty("prompt_token_ids").EnumerateArray().Select(x => x.GetInt32()));
+        Assert.Equal(c.GetProperty("greedy_ids").EnumerateArray().Select(x => x.GetInt32()), json.GetProperty("choices")[0].GetProperty("token_ids").EnumerateArray().Select(x => x.GetInt32()));
+    }
+
+    [Fact]
+    public async Task SdkChatReportsUsageAndStreamsTheSameText()
+    {
+        var messages = new List<ChatMessage> { new UserChatMessage("Hello there") };
+        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 12 };
+        options.Patch.Set("$.ignore_eos"u8, true);
+        var whole = (await server.Chat().CompleteChatAsync(messages, options)).Value;
+        Assert.Equal(12, whole.Usage.OutputTokenCount);
+        Assert.True(whole.Usage.InputTokenCount > 0);
+        Assert.Equal(whole.Usage.InputTokenCount + 12, whole.Usage.TotalTokenCount);
+        Assert.Equal(ChatFinishReason.Length, whole.FinishReason);
+
+        var text = new StringBuilder();
+        ChatTokenUsage? usage = null;
+        options.Patch.Set("$.stream_options.include_usage"u8, true);
+        await foreach (var u in server.Chat().CompleteChatStreamingAsync(messages, options))
+        {
+            foreach (var part in u.ContentUpdate) text.Append(part.Text);
+            usage ??= u.Usage;
+        }
+        string wholeText = whole.Content.Count > 0 ? whole.Content[0].Text : "";
+        whole.Patch.TryGetValue("$.choices[0].message.reasoning_content"u8, out string? reasoning);
+        Assert.Equal(wholeText, text.ToString());
+        Assert.NotNull(usage);
+        Assert.Equal(12, usage!.OutputTokenCount);
+        _ = reasoning;
+    }
+
+    [Fact]
+    public async Task NTwoGivesTwoChoicesAndSeedsReproduce()
+    {
+        async Task<string[]> Run(long seed)
+        {
+            using var r = await server.Http.PostAsJsonAsync("/v1/chat/completions", new
+            {
+                model = server.Name, messages = new[] { new { role = "user", content = "Tell me something" } },
+                temperature = 1.0, n = 2, seed, max_tokens = 10, ignore_eos = true, return_token_ids = true,
+            });
+            var json = await r.Content.ReadFromJsonAsync<JsonElement>();
+            Assert.True(r.IsSuccessStatusCode, json.ToString());
+            Assert.Equal(20, json.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+            return json.GetProperty("choices").EnumerateArray().Select(ch => string.Join(",", ch.GetProperty("token_ids").EnumerateArray())).ToArray();
+        }
+        var a = await Run(42);
+        var b = await Run(42);
+        var c = await Run(7);
+        Assert.Equal(2, a.Length);
+        Assert.Equal(a, b);
+        Assert.NotEqual(a[0], a[1]);
+        Assert.NotEqual(a, c);
+    }
+
+    [Fact]
+    public async Task StopStringsEndTheOutputWithoutTheStopText()
+    {
+        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 16 };
+        options.Patch.Set("$.ignore_eos"u8, true);
+        var messages = new List<ChatMessage> { new UserChatMessage("Hello there") };
+        var free = (await server.Chat().CompleteChatAsync(messages, options)).Value;
+        string text = free.Content.Count > 0 ? free.Content[0].Text : "";
+        Assert.True(text.Length > 6, $"need some output to cut: '{text}'");
+        string stop = text.Substring(text.Length / 2, 2);
+        options.StopSequences.Add(stop);
+        var cut = (await server.Chat().CompleteChatAsync(messages, options)).Value;
+        string cutText = cut.Content.Count > 0 ? cut.Content[0].Text : "";
+        Assert.Equal(ChatFinishReason.Stop, cut.FinishReason);
+        Assert.Equal(text[..text.IndexOf(stop, StringComparison.Ordinal)], cutText);
+
+        // Streamed, the stop text must not leak in a delta either.
+        var streamed = new StringBuilder();
+        await foreach (var u in server.Chat().CompleteChatStreamingAsync(messages, options))
+            foreach (var part in u.ContentUpdate) streamed.Append(part.Text);
+        Assert.Equal(cutText, streamed.ToString());
+    }
+
+    [Fact]
+    public async Task ToolDefinitionsReachThePrompt()
+    {
+        var tools = Case(2).GetProperty("tools");
+        using var r = await server.Http.PostAsJsonAsync("/tokenize", new { model = server.Name, messages = new[] { new { role = "user", content = "hi" } }, tools });
+        var json = await r.Content.ReadFromJsonAsync<JsonElement>();
+        using var d = await server.Http.PostAsJsonAsync("/detokenize", new { model = server.Name, tokens = json.GetProperty("tokens") });
+        string prompt = (await d.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("prompt").GetString()!;
+        Assert.Contains("<tools>", prompt);
+        Assert.Contains("\"name\": \"get_weather\"", prompt);
+    }
+
+    [Fact]
+    public async Task ModelsListNamesTheServedModel()
+    {
+        var json = await server.Http.GetFromJsonAsync<JsonElement>("/v1/models");
+        Assert.Equal("list", json.GetProperty("object").GetString());
+        Assert.Equal(server.Name, json.GetProperty("data")[0].GetProperty("id").GetString());
+    }
+
+    [Fact]
+    public async Task CompletionsAcceptTextIdsAndListsAndRejectSuffix()
+    {
+        foreach (object prompt in new object[] { "Hello", new[] { 5, 6, 7 }, new object[] { "Hello", new[] { 5, 6, 7 } } })
+        {
+            using var r = await server.Http.PostAsJsonAsync("/v1/completions", new { model = server.Name, prompt, max_tokens = 4, temperature = 0, ignore_eos = true });
+            var json = await r.Content.ReadFromJsonAsync<JsonElement>();
+            Assert.True(r.IsSuccessStatusCode, json.ToString());
+            Assert.Equal(prompt is object[] ? 2 : 1, json.GetProperty("choices").GetArrayLength());
+        }
+        using var bad = await server.Http.PostAsJsonAsync("/v1/completions", new { model = server.Name, prompt = "x", suffix = "y" });
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal("suffix", (await bad.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task CompletionsEchoAndLogprobs()
+    {
+        using var r = await server.Http.PostAsJsonAsync("/v1/completions", new { model = server.Name, prompt = "Hello", max_tokens = 3, temperature = 0, ignore_eos = true, echo = true, logprobs = 2 });
+        var json = await r.Content.ReadFromJsonAsync<JsonElement>();
+        var choice = json.GetProperty("choices")[0];
+        Assert.StartsWith("Hello", choice.GetProperty("text").GetString());
+        Assert.Equal(3, choice.GetProperty("logprobs").GetProperty("token_logprobs").GetArrayLength());
+        foreach (var lp in choice.GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray()) Assert.True(lp.GetDouble() <= 0);
+    }
+}
