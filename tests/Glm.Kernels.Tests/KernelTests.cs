@@ -1,0 +1,166 @@
+using Glm.Kernels.Cpu;
+using Glm.Kernels.Formats;
+
+namespace Glm.Kernels.Tests;
+
+/// <summary>SIMD kernels against float64 scalar references on random data (a fresh seed each run, printed on failure).</summary>
+public class KernelTests
+{
+    private readonly int _seed = Environment.TickCount;
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(31)]
+    [InlineData(32)]
+    [InlineData(100)]
+    [InlineData(4096)]
+    public unsafe void DotProductsMatchTheScalarReference(int n)
+    {
+        var rng = new Random(_seed);
+        var x = ScalarReference.Random(rng, n);
+        var w = ScalarReference.Random(rng, n);
+        var bf = new ushort[n];
+        BFloat16.FromFloat(w, bf);
+        var wRounded = new float[n];
+        BFloat16.ToFloat(bf, wRounded);
+        fixed (float* px = x) fixed (float* pw = w) fixed (ushort* pb = bf)
+        {
+            double refF32 = ScalarReference.Dot(x, w), refBf16 = ScalarReference.Dot(x, wRounded);
+            double scale = Math.Max(1, Math.Sqrt(n));
+            Assert.True(Math.Abs(Dot.F32(px, pw, n) - refF32) / scale < 1e-5, $"seed {_seed}");
+            Assert.True(Math.Abs(Dot.Bf16(px, pb, n) - refBf16) / scale < 1e-5, $"seed {_seed}");
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 64, 48)]
+    [InlineData(5, 257, 130)]
+    [InlineData(16, 1024, 512)]
+    public void MatMulMatchesTheScalarReferenceForEveryFormat(int m, int n, int k)
+    {
+        var rng = new Random(_seed);
+        var x = ScalarReference.Random(rng, m * k);
+        var w = ScalarReference.Random(rng, n * k, 0.1f);
+        var bits = new ushort[w.Length];
+        BFloat16.FromFloat(w, bits);
+        var rounded = new float[w.Length];
+        BFloat16.ToFloat(bits, rounded);
+        foreach (var (matrix, reference) in new (WeightMatrix, float[])[] { (new F32Matrix(w, n, k), w), (Bf16Matrix.FromArray(bits, n, k), rounded) })
+        {
+            var y = new float[m * n];
+            MatMul.Multiply(matrix, x, m, y);
+            double err = ScalarReference.RelativeError(y, ScalarReference.MatMul(x, m, reference, n, k));
+            Assert.True(err < 1e-5, $"{matrix.Format}: relative error {err:E2} (seed {_seed})");
+        }
+    }
+
+    [Fact]
+    public void MatMulRowsDoNotDependOnTheBatch()
+    {
+        // Batch invariance: a row gives the same bits alone as inside a batch, whatever the thread split.
+        var rng = new Random(_seed);
+        int n = 700, k = 300;
+        var bits = new ushort[n * k];
+        BFloat16.FromFloat(ScalarReference.Random(rng, n * k), bits);
+        var w = Bf16Matrix.FromArray(bits, n, k);
+        var x = ScalarReference.Random(rng, 9 * k);
+        var batched = new float[9 * n];
+        MatMul.Multiply(w, x, 9, batched);
+        for (int row = 0; row < 9; row++)
+        {
+            var alone = new float[n];
+            MatMul.Multiply(w, x.AsSpan(row * k, k), 1, alone);
+            Assert.Equal(alone, batched.AsSpan(row * n, n).ToArray());
+        }
+    }
+
+    [Fact]
+    public void RmsNormMatchesItsDefinition()
+    {
+        var rng = new Random(_seed);
+        var x = ScalarReference.Random(rng, 333, 3);
+        var weight = ScalarReference.Random(rng, 333);
+        var y = new float[333];
+        RmsNorm.Apply(x, weight, 1e-5f, y);
+        double ms = x.Sum(v => (double)v * v) / x.Length;
+        var expected = x.Select((v, i) => v / Math.Sqrt(ms + 1e-5) * weight[i]).ToArray();
+        Assert.True(ScalarReference.RelativeError(y, expected) < 1e-6);
+    }
+
+    [Theory]
+    [InlineData(RopeLayout.Interleaved)]
+    [InlineData(RopeLayout.HalfSplit)]
+    [InlineData(RopeLayout.InterleavedToHalf)]
+    public void RopeRotatesTheRightPairsAndLeavesThePassThroughDims(RopeLayout layout)
+    {
+        const int headDim = 16, rotary = 8, position = 37;
+        var rope = new Rope(rotary, 10000, layout);
+        var rng = new Random(_seed);
+        var x = ScalarReference.Random(rng, 2 * headDim);
+        var y = (float[])x.Clone();
+        rope.Apply(y, 2, headDim, position, new float[rope.ScratchLength]);
+        for (int h = 0; h < 2; h++)
+        {
+            int o = h * headDim;
+            for (int i = 0; i < rotary / 2; i++)
+            {
+                double angle = position * Math.Pow(10000, -2.0 * i / rotary);
+                (int a, int b, int outA, int outB) = layout switch
+                {
+                    RopeLayout.Interleaved => (2 * i, 2 * i + 1, 2 * i, 2 * i + 1),
+                    RopeLayout.HalfSplit => (i, i + rotary / 2, i, i + rotary / 2),
+                    _ => (2 * i, 2 * i + 1, i, i + rotary / 2),
+                };
+                Assert.Equal(x[o + a] * Math.Cos(angle) - x[o + b] * Math.Sin(angle), y[o + outA], 4);
+                Assert.Equal(x[o + b] * Math.Cos(angle) + x[o + a] * Math.Sin(angle), y[o + outB], 4);
+            }
+            for (int d = rotary; d < headDim; d++) Assert.Equal(x[o + d], y[o + d]);
+        }
+    }
+
+    [Fact]
+    public void Bf16RoundsToNearestEven()
+    {
+        Assert.Equal(0x3F80, BFloat16.FromFloat(1f));
+        Assert.Equal(0x3F80, BFloat16.FromFloat(BitConverter.Int32BitsToSingle(0x3F808000))); // tie → even
+        Assert.Equal(0x3F82, BFloat16.FromFloat(BitConverter.Int32BitsToSingle(0x3F818000))); // tie → even (up)
+        Assert.Equal(0x3F81, BFloat16.FromFloat(BitConverter.Int32BitsToSingle(0x3F808001)));
+        Assert.True(float.IsNaN(BFloat16.ToFloat(BFloat16.FromFloat(float.NaN))));
+        var rng = new Random(_seed);
+        for (int i = 0; i < 10000; i++)
+        {
+            float v = (float)(rng.NextDouble() * 2000 - 1000);
+            float r = BFloat16.ToFloat(BFloat16.FromFloat(v));
+            Assert.True(Math.Abs(r - v) <= Math.Abs(v) * (1.0 / 256) + 1e-30, $"{v} → {r}");
+        }
+    }
+
+    [Fact]
+    public void Fp8E4M3DecodesEveryCodeAndEncodesToTheNearest()
+    {
+        Assert.Equal(448f, Fp8E4M3.ToFloat(0x7E));
+        Assert.Equal(-448f, Fp8E4M3.ToFloat(0xFE));
+        Assert.True(float.IsNaN(Fp8E4M3.ToFloat(0x7F)));
+        Assert.Equal(1f / 512, Fp8E4M3.ToFloat(0x01)); // smallest subnormal
+        Assert.Equal(1f / 64, Fp8E4M3.ToFloat(0x08));  // smallest normal
+        for (int code = 0; code < 256; code++)
+        {
+            float v = Fp8E4M3.ToFloat((byte)code);
+            if (float.IsNaN(v)) continue;
+            byte back = Fp8E4M3.FromFloat(v);
+            Assert.True(back == code || (v == 0 && (back & 0x7F) == 0), $"code {code:X2} ({v}) re-encodes as {back:X2}");
+        }
+        // Every float encodes to the nearest representable value (ties to even), saturating at ±448.
+        var finite = Enumerable.Range(0, 256).Select(c => Fp8E4M3.ToFloat((byte)c)).Where(f => !float.IsNaN(f)).Distinct().OrderBy(f => f).ToArray();
+        var rng = new Random(_seed);
+        for (int i = 0; i < 20000; i++)
+        {
+            float v = (float)((rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-12, 10)));
+            float got = Fp8E4M3.ToFloat(Fp8E4M3.FromFloat(v));
+            float clamped = Math.Clamp(v, -448f, 448f);
+            double best = finite.Min(f => Math.Abs(f - clamped));
+            Assert.True(Math.Abs(got - clamped) <= best + 1e-12, $"{v} → {got}, nearest is {best} away (seed {_seed})");
+        }
+        Assert.Equal(448f, Fp8E4M3.ToFloat(Fp8E4M3.FromFloat(1e6f)));
+    }
+}
