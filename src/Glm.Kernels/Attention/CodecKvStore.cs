@@ -33,11 +33,13 @@ public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCod
         }
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public override void Scores(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> q, float scale, Span<float> scores)
     {
         for (int t = 0; t < slots.Length; t++) scores[t] = TCodec.Dot(KeyRecord(layer, slots[t], head), q) * scale;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public override void WeightedValues(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, Span<float> output)
     {
         output.Clear();

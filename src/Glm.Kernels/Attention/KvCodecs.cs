@@ -9,10 +9,12 @@ public readonly unsafe struct F32Codec : IKvCodec
     public static KvCacheDType DType => KvCacheDType.F32;
     public static int RecordBytes(int dim) => dim * 4;
     public static void Encode(ReadOnlySpan<float> source, byte* record) => source.CopyTo(new Span<float>(record, source.Length));
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Dot(byte* record, ReadOnlySpan<float> q)
     {
         fixed (float* pq = q) return Cpu.Dot.F32(pq, (float*)record, q.Length);
     }
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Accumulate(byte* record, float weight, Span<float> acc) =>
         Cpu.Dot.Axpy(weight, new ReadOnlySpan<float>(record, acc.Length), acc);
     public static void Decode(byte* record, Span<float> destination) =>
@@ -24,10 +26,12 @@ public readonly unsafe struct Bf16Codec : IKvCodec
     public static KvCacheDType DType => KvCacheDType.Bf16;
     public static int RecordBytes(int dim) => dim * 2;
     public static void Encode(ReadOnlySpan<float> source, byte* record) => BFloat16.FromFloat(source, new Span<ushort>(record, source.Length));
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Dot(byte* record, ReadOnlySpan<float> q)
     {
         fixed (float* pq = q) return Cpu.Dot.Bf16(pq, (ushort*)record, q.Length);
     }
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Accumulate(byte* record, float weight, Span<float> acc)
     {
         var w = (ushort*)record;
@@ -52,6 +56,7 @@ public readonly unsafe struct Fp8Codec : IKvCodec
         byte* codes = record + 4;
         for (int i = 0; i < source.Length; i++) codes[i] = Fp8E4M3.FromFloat(source[i] * inv);
     }
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Dot(byte* record, ReadOnlySpan<float> q)
     {
         float scale = *(float*)record;
@@ -61,6 +66,7 @@ public readonly unsafe struct Fp8Codec : IKvCodec
         for (int i = 0; i < q.Length; i++) sum = MathF.FusedMultiplyAdd(q[i], table[codes[i]], sum);
         return sum * scale;
     }
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Accumulate(byte* record, float weight, Span<float> acc)
     {
         float w = weight * *(float*)record;
@@ -105,6 +111,7 @@ public readonly unsafe struct Int4Codec : IKvCodec
     private static int Quantize(float v, float min, float inv) =>
         Math.Clamp((int)MathF.Round((v - min) * inv, MidpointRounding.ToEven), 0, 15);
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Dot(byte* record, ReadOnlySpan<float> q)
     {
         float scale = (float)((Half*)record)[0], min = (float)((Half*)record)[1];
@@ -123,6 +130,7 @@ public readonly unsafe struct Int4Codec : IKvCodec
         return scale * sumQc + min * sumQ;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Accumulate(byte* record, float weight, Span<float> acc)
     {
         float scale = (float)((Half*)record)[0] * weight, offset = (float)((Half*)record)[1] * weight;

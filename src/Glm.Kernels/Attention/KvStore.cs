@@ -41,15 +41,15 @@ public abstract unsafe class KvStore : IDisposable
         _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
     };
 
-    /// <summary>Allocates one zeroed, 64-byte aligned region per layer.</summary>
+    /// <summary>
+    /// Allocates one 64-byte aligned region per layer. Not cleared: attention only reads slots of positions a
+    /// sequence has written, and leaving the pages untouched lets the OS commit them as the pool fills.
+    /// </summary>
     protected static byte*[] AllocateLayers(int layers, long bytesPerLayer)
     {
         var regions = new byte*[layers];
         for (int l = 0; l < layers; l++)
-        {
             regions[l] = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)Math.Max(bytesPerLayer, 64), 64);
-            System.Runtime.InteropServices.NativeMemory.Clear(regions[l], (nuint)bytesPerLayer);
-        }
         return regions;
     }
 

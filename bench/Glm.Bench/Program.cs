@@ -1,0 +1,209 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using Glm.Engine;
+using Glm.Kernels.Attention;
+using Glm.Kernels.Cpu;
+using Glm.Kernels.Formats;
+using Glm.Models.Architectures;
+using Glm.Models.Inference;
+using Glm.Models.Synthetic;
+using Glm.Text.Tokenization;
+
+namespace Glm.Bench;
+
+/// <summary>
+/// Benchmarks. Every result is reported with a baseline measured in the same run (the scalar kernel, the
+/// machine's read bandwidth, batch 1, BF16 pages) because these machines are shared and noisy.
+/// usage: Glm.Bench [all|bandwidth|gemv|model|engine|attention|tokenizer] [--layers N] [--threads N]
+/// </summary>
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        string what = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "all";
+        int layers = ArgInt(args, "--layers", 2);
+        MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);
+        Console.WriteLine($"# Glm.Bench on {Environment.ProcessorCount} cores, {MatMul.Threads} threads, AVX2={System.Runtime.Intrinsics.X86.Avx2.IsSupported}, AVX-512={System.Runtime.Intrinsics.X86.Avx512F.IsSupported}");
+        double bandwidth = Measure.ReadBandwidthGBs(MatMul.Threads);
+        Console.WriteLine($"machine read bandwidth: {bandwidth:F1} GB/s ({MatMul.Threads} threads)");
+        if (what is "all" or "gemv") Gemv(bandwidth);
+        if (what is "all" or "attention") Attention();
+        if (what is "all" or "tokenizer") Tokenizer();
+        if (what is "all" or "model" or "engine")
+        {
+            string dir = Path.Combine(Path.GetTempPath(), $"glm-bench-flash-{layers}l");
+            if (!File.Exists(Path.Combine(dir, "model.safetensors")))
+            {
+                Console.WriteLine($"writing a synthetic GLM-4.7-Flash-shaped model with {layers} layers to {dir} …");
+                SyntheticCheckpoint.Write(dir, SyntheticCheckpoint.Glm47FlashConfig(layers));
+            }
+            using var model = ModelLoader.Load(dir);
+            if (what is "all" or "model") ModelSpeed(model, bandwidth);
+            if (what is "all" or "engine") EngineThroughput(model);
+        }
+        return 0;
+    }
+
+    private static int ArgInt(string[] args, string name, int fallback)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], out int v) ? v : fallback;
+    }
+
+    private static unsafe void Gemv(double bandwidth)
+    {
+        Console.WriteLine("\n## GEMV (M = 1): effective weight bandwidth, and speed-up over the scalar kernel");
+        var rng = new Random(1);
+        foreach (var (n, k) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+        {
+            var bits = new ushort[(long)n * k];
+            for (long i = 0; i < bits.LongLength; i++) bits[i] = BFloat16.FromFloat((float)(rng.NextDouble() - 0.5));
+            using var w = Bf16Matrix.FromArray(bits, n, k);
+            var x = new float[k];
+            for (int i = 0; i < k; i++) x[i] = (float)rng.NextDouble();
+            var y = new float[n];
+            double simd = Measure.MedianSeconds(() => MatMul.Multiply(w, x, 1, y), repeats: 9);
+            double scalar = Measure.MedianSeconds(() =>
+            {
+                for (int r = 0; r < n; r++)
+                {
+                    float s = 0;
+                    for (int c = 0; c < k; c++) s += x[c] * BFloat16.ToFloat(bits[(long)r * k + c]);
+                    y[r] = s;
+                }
+            }, repeats: 3);
+            double gbs = w.ByteSize / simd / 1e9;
+            Console.WriteLine($"bf16 {n}x{k}: {simd * 1e3:F2} ms, {gbs:F1} GB/s = {gbs / bandwidth:P0} of read bandwidth; scalar {scalar * 1e3:F1} ms ({scalar / simd:F1}x slower)");
+        }
+    }
+
+    private static void Attention()
+    {
+        Console.WriteLine("\n## Paged attention, decode, 32 query heads / 8 KV heads, head_dim 128, context 4096");
+        var layout = new KvLayout(1, 8, 128, 128, false);
+        const int context = 4096, heads = 32;
+        double? baseline = null;
+        foreach (var dtype in new[] { KvCacheDType.Bf16, KvCacheDType.Fp8, KvCacheDType.Int4, KvCacheDType.F32 })
+        {
+            using var cache = new PagedKvCache(layout, dtype, context / 16, 16);
+            var rng = new Random(2);
+            var kv = new float[8 * 128];
+            for (int t = 0; t < context; t++)
+            {
+                for (int i = 0; i < kv.Length; i++) kv[i] = (float)(rng.NextDouble() * 2 - 1);
+                cache.Store.Write(0, t, kv, kv);
+            }
+            var q = new float[heads * 128];
+            for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
+            var slots = Enumerable.Range(0, context).Select(i => (long)i).ToArray();
+            var output = new float[heads * 128];
+            var seqs = new[] { new AttentionSequence(0, 1, context - 1, slots) };
+            double s = Measure.MedianSeconds(() => PagedAttention.Forward(cache.Store, 0, seqs, q, heads, 128, 4, 0.088f, output, 128), repeats: 7);
+            baseline ??= s;
+            long bytes = (long)cache.Store.BytesPerTokenPerLayer * context;
+            Console.WriteLine($"{dtype.Name(),-5}: {s * 1e3:F2} ms per step, {context / s / 1e6:F2} M positions/s, KV {bytes / 1048576.0:F1} MiB ({cache.Store.BytesPerTokenPerLayer} B/token/layer), {baseline / s:F2}x bf16 speed");
+        }
+    }
+
+    private static void Tokenizer()
+    {
+        Console.WriteLine("\n## Tokenizer encode, single thread, mixed English / Chinese / code");
+        string root = FindRoot();
+        var tokenizer = BpeTokenizer.Load(Path.Combine(root, "models", "glm-demo", "tokenizer.json"));
+        var sb = new StringBuilder();
+        var rng = new Random(3);
+        string[] parts =
+        [
+            "The quick brown fox jumps over the lazy dog. ", "It's 12:45 and we'll ship v2.3.1 tomorrow!\n",
+            "北京今天天气晴朗，气温二十五度。", "上海的夜景非常漂亮。", "def f(x):\n    return x ** 2  # square\n",
+            "for (int i = 0; i < n; i++) { sum += a[i]; }\n", "   indented   text\twith\ttabs   ", "😀 emoji and naïve café ",
+        ];
+        while (sb.Length < 4_000_000) sb.Append(parts[rng.Next(parts.Length)]).Append(rng.Next(100000));
+        string text = sb.ToString();
+        long bytes = Encoding.UTF8.GetByteCount(text);
+        int tokens = 0;
+        double s = Measure.MedianSeconds(() => tokens = tokenizer.Encode(text).Length, repeats: 3);
+        Console.WriteLine($"{bytes / 1e6:F1} MB → {tokens:N0} tokens in {s:F2} s: {bytes / s / 1e6:F1} MB/s, {tokens / s / 1e6:F2} M tokens/s");
+    }
+
+    private static void ModelSpeed(CausalLM model, double bandwidth)
+    {
+        var c = model.Config;
+        Console.WriteLine($"\n## {c.ArchitectureName} at GLM-4.7-Flash layer shapes, {c.NumLayers} layers, random BF16 weights");
+        var rng = new Random(4);
+        var prompt = Enumerable.Range(0, 512).Select(_ => rng.Next(c.VocabSize)).ToArray();
+        double prefill = Measure.MedianSeconds(() =>
+        {
+            using var r = new SequenceRunner(model, 600);
+            r.Feed(prompt);
+        }, repeats: 3);
+        using var runner = new SequenceRunner(model, 700);
+        runner.Feed(prompt[..64]);
+        int next = 1;
+        double decode = Measure.MedianSeconds(() => next = SequenceRunner.ArgMax(runner.Feed([next])), repeats: 20, warmup: 3);
+        long bytes = DecodeBytesPerToken(model);
+        Console.WriteLine($"prefill: {prompt.Length / prefill:F1} tokens/s (512-token prompt)");
+        Console.WriteLine($"decode:  {1 / decode:F2} tokens/s at batch 1; {bytes / 1e6:F0} MB of weights read per token → {bytes / decode / 1e9:F1} GB/s = {bytes / decode / 1e9 / bandwidth:P0} of the measured read bandwidth");
+    }
+
+    /// <summary>Weights one decode token reads: attention, dense MLPs, the active and shared experts, one embedding row, the LM head.</summary>
+    private static long DecodeBytesPerToken(CausalLM model)
+    {
+        var c = model.Config;
+        long bytes = model.LmHead.ByteSize + model.Embedding.ByteSize / c.VocabSize;
+        foreach (var layer in model.Layers)
+        {
+            bytes += layer.Attention.Linears.Sum(l => l.Weight.ByteSize);
+            if (layer.Mlp is not null) bytes += layer.Mlp.Linears.Sum(l => l.Weight.ByteSize);
+            if (layer.Moe is not null)
+                bytes += layer.Moe.Shared.Linears.Sum(l => l.Weight.ByteSize)
+                       + c.NumExpertsPerToken * layer.Moe.Experts[0].Linears.Sum(l => l.Weight.ByteSize)
+                       + (long)c.NumRoutedExperts * c.HiddenSize * 4;
+        }
+        return bytes;
+    }
+
+    private static void EngineThroughput(CausalLM model)
+    {
+        Console.WriteLine("\n## Engine output tokens/s by concurrency (CPU worker, 64-token prompts, 32 new tokens each)");
+        double? single = null;
+        foreach (int concurrency in new[] { 1, 8, 32, 64 })
+        {
+            var runner = new NonOwningRunner(model, KvCacheDType.Bf16, 2048, 16);
+            using var engine = new LlmEngine(runner, new EngineOptions { MaxNumSeqs = 64, MaxNumBatchedTokens = 2048, MaxModelLen = 4096, EnablePrefixCaching = false });
+            var rng = new Random(5);
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var seqs = Enumerable.Range(0, concurrency).Select(_ => engine.Submit(
+                Enumerable.Range(0, 64).Select(_ => rng.Next(model.VocabSize)).ToArray(),
+                new SamplingParams { Temperature = 0, MaxTokens = 32, IgnoreEos = true })).ToList();
+            foreach (var s in seqs) foreach (var _ in s.Output.Reader.ReadAllAsync().ToBlockingEnumerable()) { }
+            double tps = concurrency * 32 / sw.Elapsed.TotalSeconds;
+            single ??= tps;
+            Console.WriteLine($"concurrency {concurrency,2}: {tps,8:F1} output tokens/s ({tps / single:F1}x batch 1)");
+        }
+    }
+
+    /// <summary>Lets several engines share one loaded model (the CPU runner owns and disposes its model).</summary>
+    private sealed class NonOwningRunner(CausalLM model, KvCacheDType dtype, int blocks, int blockSize) : IModelRunner
+    {
+        private readonly PagedKvCache _cache = new(model.CacheLayout, dtype, blocks, blockSize);
+        public Glm.Models.ModelConfig Config => model.Config;
+        public int NumBlocks => _cache.NumBlocks;
+        public int BlockSize => _cache.BlockSize;
+        public long KvBytesPerToken => _cache.BytesPerToken;
+        public KvCacheDType KvDType => dtype;
+        public void Forward(ForwardBatch batch, Span<float> logits) => model.Forward(batch, _cache, logits);
+        public void CopyBlock(int from, int to)
+        {
+            for (int s = 0; s < blockSize; s++) _cache.Store.CopySlot((long)from * blockSize + s, (long)to * blockSize + s);
+        }
+        public void Dispose() => _cache.Dispose();
+    }
+
+    private static string FindRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Glm.Server.sln"))) return d.FullName;
+        throw new InvalidOperationException("run from inside the repository");
+    }
+}
