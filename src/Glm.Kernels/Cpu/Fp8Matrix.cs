@@ -1,0 +1,122 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Glm.Kernels.Formats;
+
+namespace Glm.Kernels.Cpu;
+
+/// <summary>How an FP8 matrix's scales are laid out.</summary>
+public enum Fp8Scaling { PerTensor, PerChannel, Block }
+
+/// <summary>
+/// FP8 E4M3 weights with per-tensor, per-output-channel, or block (e.g. 128×128) scales; w = decode(code) · scale.
+/// Decoding in registers: E4M3's bits placed at float32's exponent/mantissa positions give the value × 2⁻¹²⁰
+/// exactly (subnormals included), so a shift, a mask and one multiply replace a table lookup.
+/// </summary>
+public sealed unsafe class Fp8Matrix : WeightMatrix
+{
+    private const float TwoTo120 = 1.329228e36f; // 2^120
+
+    private readonly byte[] _codes;
+    private readonly byte* _pCodes;
+    private readonly float[] _scales;
+    private readonly int _blockRows, _blockCols, _gridCols;
+
+    public Fp8Matrix(byte[] codes, int rows, int cols, Fp8Scaling scaling, float[] scales, int blockRows = 128, int blockCols = 128) : base(rows, cols)
+    {
+        if (codes.Length != (long)rows * cols) throw new ArgumentException("codes size mismatch", nameof(codes));
+        Scaling = scaling;
+        (_blockRows, _blockCols) = scaling switch
+        {
+            Fp8Scaling.PerTensor => (rows, cols),
+            Fp8Scaling.PerChannel => (1, cols),
+            _ => (blockRows, blockCols),
+        };
+        _gridCols = (cols + _blockCols - 1) / _blockCols;
+        int expected = (rows + _blockRows - 1) / _blockRows * _gridCols;
+        if (scales.Length != expected) throw new ArgumentException($"expected {expected} scales for {scaling}, got {scales.Length}", nameof(scales));
+        _codes = GC.AllocateArray<byte>(codes.Length, pinned: true);
+        codes.CopyTo(_codes, 0);
+        fixed (byte* p = _codes) _pCodes = p;
+        _scales = scales;
+    }
+
+    public Fp8Scaling Scaling { get; }
+    public override string Format => Scaling == Fp8Scaling.Block ? $"fp8-e4m3-block{_blockRows}x{_blockCols}" : Scaling == Fp8Scaling.PerChannel ? "fp8-e4m3-channel" : "fp8-e4m3-tensor";
+    public override long ByteSize => _codes.LongLength + _scales.LongLength * 4;
+
+    /// <summary>Quantizes float weights with absmax/448 scales of the chosen layout (round to nearest even, saturating).</summary>
+    public static Fp8Matrix Quantize(ReadOnlySpan<float> w, int rows, int cols, Fp8Scaling scaling, int blockRows = 128, int blockCols = 128)
+    {
+        int bR = scaling switch { Fp8Scaling.PerTensor => rows, Fp8Scaling.PerChannel => 1, _ => blockRows };
+        int bC = scaling == Fp8Scaling.Block ? blockCols : cols;
+        int gridRows = (rows + bR - 1) / bR, gridCols = (cols + bC - 1) / bC;
+        var scales = new float[gridRows * gridCols];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+            {
+                ref float s = ref scales[r / bR * gridCols + c / bC];
+                s = MathF.Max(s, MathF.Abs(w[r * cols + c]));
+            }
+        for (int i = 0; i < scales.Length; i++) scales[i] = scales[i] > 0 ? scales[i] / Fp8E4M3.MaxFinite : 1f;
+        var codes = new byte[(long)rows * cols];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                codes[(long)r * cols + c] = Fp8E4M3.FromFloat(w[r * cols + c] / scales[r / bR * gridCols + c / bC]);
+        return new Fp8Matrix(codes, rows, cols, scaling, scales, bR, bC);
+    }
+
+    private float Scale(int row, int blockCol) => _scales[row / _blockRows * _gridCols + blockCol];
+
+    public override void DequantizeRow(int row, Span<float> destination)
+    {
+        for (int c = 0; c < Cols; c++) destination[c] = Fp8E4M3.ToFloat(_codes[(long)row * Cols + c]) * Scale(row, c / _blockCols);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override float DotRow(int row, float* x)
+    {
+        byte* codes = _pCodes + (long)row * Cols;
+        float total = 0;
+        for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
+        {
+            int n = Math.Min(_blockCols, Cols - start);
+            float acc = Avx2.IsSupported && Fma.IsSupported ? BlockDotAvx2(codes + start, x + start, n) : BlockDotScalar(codes + start, x + start, n);
+            total = MathF.FusedMultiplyAdd(acc, Scale(row, b), total);
+        }
+        return total;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float BlockDotAvx2(byte* codes, float* x, int n)
+    {
+        Vector256<float> a0 = default, a1 = default;
+        var signMask = Vector256.Create(0x80);
+        var magMask = Vector256.Create(0x7F);
+        var up = Vector256.Create(TwoTo120);
+        int i = 0;
+        for (; i <= n - 16; i += 16)
+        {
+            a0 = Fma.MultiplyAdd(Avx.LoadVector256(x + i), Decode8(codes + i, signMask, magMask, up), a0);
+            a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 8), Decode8(codes + i + 8, signMask, magMask, up), a1);
+        }
+        float acc = Vector256.Sum(a0 + a1);
+        for (; i < n; i++) acc = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(codes[i]), acc);
+        return acc;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Decode8(byte* codes, Vector256<int> signMask, Vector256<int> magMask, Vector256<float> up)
+    {
+        var v = Avx2.ConvertToVector256Int32(codes);
+        var bits = Avx2.Or(Avx2.ShiftLeftLogical(Avx2.And(v, signMask), 24), Avx2.ShiftLeftLogical(Avx2.And(v, magMask), 20));
+        return Avx.Multiply(bits.AsSingle(), up);
+    }
+
+    private static float BlockDotScalar(byte* codes, float* x, int n)
+    {
+        float acc = 0;
+        for (int i = 0; i < n; i++) acc = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(codes[i]), acc);
+        return acc;
+    }
+}

@@ -1,0 +1,167 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Glm.Kernels.Formats;
+
+namespace Glm.Kernels.Cpu;
+
+/// <summary>
+/// Int4 weights in groups along K (32, 64 or 128), with a float scale and zero point per group. Codes are packed
+/// for SIMD: within each run of 32 weights, byte j holds weight j in its low nibble and weight j + 16 in its
+/// high nibble. A row's dot product is Σ_g s_g · (Σ_{i∈g} x_i·u_i − z_g · Σ_{i∈g} x_i), the activation sums
+/// computed once per activation row.
+/// </summary>
+public sealed unsafe class Int4Matrix : WeightMatrix
+{
+    private readonly byte[] _codes;   // pinned, Rows × Cols/2
+    private readonly float[] _scales; // Rows × Groups
+    private readonly float[] _zeros;  // Rows × Groups
+    private readonly byte* _pCodes;
+    private readonly int _groups;
+
+    private Int4Matrix(int rows, int cols, int groupSize, bool symmetric, byte[] codes, float[] scales, float[] zeros) : base(rows, cols)
+    {
+        GroupSize = groupSize;
+        Symmetric = symmetric;
+        _groups = cols / groupSize;
+        _codes = codes;
+        _scales = scales;
+        _zeros = zeros;
+        fixed (byte* p = _codes) _pCodes = p;
+    }
+
+    public int GroupSize { get; }
+    public bool Symmetric { get; }
+    public override string Format => $"int4-g{GroupSize}{(Symmetric ? "" : "-asym")}";
+    public override long ByteSize => _codes.LongLength + (_scales.LongLength + (Symmetric ? 0 : _zeros.LongLength)) * 4;
+    public ReadOnlySpan<float> Scales => _scales;
+
+    public static bool Supports(int cols, int groupSize) => groupSize % 32 == 0 && groupSize > 0 && cols % groupSize == 0;
+
+    /// <summary>Quantizes float weights [rows, cols] (round to nearest even).</summary>
+    public static Int4Matrix Quantize(ReadOnlySpan<float> weights, int rows, int cols, int groupSize, bool symmetric)
+    {
+        var codes = new byte[groupSize];
+        var m = Allocate(rows, cols, groupSize, symmetric);
+        for (int r = 0; r < rows; r++)
+            for (int g = 0; g < m._groups; g++)
+            {
+                Int4Groups.QuantizeGroup(weights.Slice(r * cols + g * groupSize, groupSize), symmetric, codes, out float s, out float z);
+                m.SetGroup(r, g, codes, s, z);
+            }
+        return m;
+    }
+
+    /// <summary>An empty matrix that loaders fill group by group with <see cref="SetGroup"/>.</summary>
+    public static Int4Matrix Allocate(int rows, int cols, int groupSize, bool symmetric)
+    {
+        if (!Supports(cols, groupSize)) throw new ArgumentException($"cols {cols} is not a multiple of group size {groupSize} (itself a multiple of 32)");
+        int groups = cols / groupSize;
+        return new Int4Matrix(rows, cols, groupSize, symmetric,
+            GC.AllocateArray<byte>(rows * cols / 2, pinned: true), new float[rows * groups], new float[rows * groups]);
+    }
+
+    /// <summary>Sets one group's unsigned codes (0..15, in natural order), scale and zero point.</summary>
+    public void SetGroup(int row, int group, ReadOnlySpan<byte> codes, float scale, float zero)
+    {
+        _scales[row * _groups + group] = scale;
+        _zeros[row * _groups + group] = zero;
+        int start = group * GroupSize;
+        for (int i = 0; i < GroupSize; i++) SetCode(row, start + i, codes[i]);
+    }
+
+    private void SetCode(int row, int col, byte code)
+    {
+        long block = ((long)row * Cols + col) / 32 * 16;
+        int j = col % 32;
+        ref byte b = ref _codes[block + (j & 15)];
+        b = j < 16 ? (byte)((b & 0xF0) | code) : (byte)((b & 0x0F) | (code << 4));
+    }
+
+    private int GetCode(int row, int col)
+    {
+        long block = ((long)row * Cols + col) / 32 * 16;
+        int j = col % 32;
+        byte b = _codes[block + (j & 15)];
+        return j < 16 ? b & 15 : b >> 4;
+    }
+
+    public override void DequantizeRow(int row, Span<float> destination)
+    {
+        for (int c = 0; c < Cols; c++)
+        {
+            int g = row * _groups + c / GroupSize;
+            destination[c] = (GetCode(row, c) - _zeros[g]) * _scales[g];
+        }
+    }
+
+    public override float DotRow(int row, float* x)
+    {
+        float* sums = stackalloc float[_groups];
+        GroupSums(x, sums);
+        return DotRow(row, x, sums);
+    }
+
+    public override void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
+    {
+        float* sums = stackalloc float[m * _groups];
+        for (int i = 0; i < m; i++) GroupSums(x + (long)i * Cols, sums + i * _groups);
+        for (int n = rowStart; n < rowEnd; n++)
+            for (int i = 0; i < m; i++)
+                y[(long)i * yStride + n] = DotRow(n, x + (long)i * Cols, sums + i * _groups);
+    }
+
+    private void GroupSums(float* x, float* sums)
+    {
+        for (int g = 0; g < _groups; g++)
+            sums[g] = System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<float>(x + g * GroupSize, GroupSize));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private float DotRow(int row, float* x, float* sums)
+    {
+        byte* codes = _pCodes + (long)row * Cols / 2;
+        int baseIndex = row * _groups;
+        float total = 0;
+        for (int g = 0; g < _groups; g++)
+        {
+            float acc = Avx2.IsSupported ? GroupDotAvx2(codes + g * GroupSize / 2, x + g * GroupSize, GroupSize) : GroupDotScalar(codes + g * GroupSize / 2, x + g * GroupSize, GroupSize);
+            total = MathF.FusedMultiplyAdd(_scales[baseIndex + g], acc - _zeros[baseIndex + g] * sums[g], total);
+        }
+        return total;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float GroupDotAvx2(byte* codes, float* x, int n)
+    {
+        Vector256<float> a0 = default, a1 = default;
+        var mask = Vector128.Create((byte)0x0F);
+        for (int i = 0; i < n; i += 32, codes += 16, x += 32)
+        {
+            var packed = Sse2.LoadVector128(codes);
+            var lo = Sse2.And(packed, mask);
+            var hi = Sse2.And(Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), mask);
+            var w0 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(lo));
+            var w1 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8)));
+            var w2 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(hi));
+            var w3 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8)));
+            a0 = Fma.MultiplyAdd(Avx.LoadVector256(x), w0, a0);
+            a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + 8), w1, a1);
+            a0 = Fma.MultiplyAdd(Avx.LoadVector256(x + 16), w2, a0);
+            a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + 24), w3, a1);
+        }
+        return Vector256.Sum(a0 + a1);
+    }
+
+    private static float GroupDotScalar(byte* codes, float* x, int n)
+    {
+        float acc = 0;
+        for (int i = 0; i < n; i += 32, codes += 16, x += 32)
+            for (int j = 0; j < 16; j++)
+            {
+                acc = MathF.FusedMultiplyAdd(x[j], codes[j] & 15, acc);
+                acc = MathF.FusedMultiplyAdd(x[j + 16], codes[j] >> 4, acc);
+            }
+        return acc;
+    }
+}

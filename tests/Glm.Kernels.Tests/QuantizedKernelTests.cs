@@ -1,0 +1,139 @@
+using Glm.Kernels.Cpu;
+using Glm.Kernels.Formats;
+
+namespace Glm.Kernels.Tests;
+
+/// <summary>FP8 and Int4 formats: quantization error within the format's bound, kernels against float64 references.</summary>
+public class QuantizedKernelTests
+{
+    private readonly int _seed = Environment.TickCount;
+
+    public static TheoryData<int, bool> Int4Variants() => new() { { 32, true }, { 64, true }, { 128, true }, { 32, false }, { 128, false } };
+
+    [Theory]
+    [MemberData(nameof(Int4Variants))]
+    public void Int4QuantizationErrorIsWithinHalfAStepOrAStep(int group, bool symmetric)
+    {
+        var rng = new Random(_seed);
+        int rows = 37, cols = group * 3;
+        var w = ScalarReference.Random(rng, rows * cols, 0.05f);
+        for (int i = 0; i < w.Length; i += 97) w[i] *= 20; // outliers
+        var m = Int4Matrix.Quantize(w, rows, cols, group, symmetric);
+        var row = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            m.DequantizeRow(r, row);
+            for (int c = 0; c < cols; c++)
+            {
+                float bound = Int4Groups.ErrorBound(m.Scales[r * (cols / group) + c / group], symmetric);
+                Assert.True(Math.Abs(row[c] - w[r * cols + c]) <= bound * 1.0001f, $"[{r},{c}] {w[r * cols + c]} → {row[c]}, bound {bound} (seed {_seed})");
+            }
+        }
+    }
+
+    [Fact]
+    public void Int4RoundsToNearestEvenAndKeepsZeroExact()
+    {
+        // Symmetric group with absmax 7.5: scale 1, so codes are round-half-even of the values, offset by 8.
+        var w = new float[32];
+        w[0] = 7.5f; w[1] = 2.5f; w[2] = 3.5f; w[3] = -2.5f; w[4] = -7.5f; w[5] = 0f;
+        var m = Int4Matrix.Quantize(w, 1, 32, 32, symmetric: true);
+        var d = new float[32];
+        m.DequantizeRow(0, d);
+        Assert.Equal(new[] { 7f, 2f, 4f, -2f, -8f, 0f }, d[..6]);
+        var asym = Int4Matrix.Quantize(w, 1, 32, 32, symmetric: false);
+        asym.DequantizeRow(0, d);
+        Assert.Equal(0f, d[5]);
+    }
+
+    [Theory]
+    [InlineData(Fp8Scaling.PerTensor)]
+    [InlineData(Fp8Scaling.PerChannel)]
+    [InlineData(Fp8Scaling.Block)]
+    public void Fp8QuantizationErrorIsWithinHalfAnUlp(Fp8Scaling scaling)
+    {
+        var rng = new Random(_seed);
+        int rows = 200, cols = 300;
+        var w = ScalarReference.Random(rng, rows * cols, 0.1f);
+        for (int i = 0; i < w.Length; i += 101) w[i] *= 30;
+        var m = Fp8Matrix.Quantize(w, rows, cols, scaling);
+        var row = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            m.DequantizeRow(r, row);
+            for (int c = 0; c < cols; c++)
+            {
+                // E4M3 keeps 3 mantissa bits: half an ulp is 1/16 of the value; below 2^-6·scale the step is 2^-9·scale.
+                float v = w[r * cols + c];
+                double scale = ScaleOf(w, rows, cols, scaling, r, c);
+                double bound = Math.Max(Math.Abs(v) / 16, Math.Pow(2, -10) * scale);
+                Assert.True(Math.Abs(row[c] - v) <= bound * 1.0001, $"{scaling} [{r},{c}] {v} → {row[c]} (seed {_seed})");
+            }
+        }
+    }
+
+    /// <summary>absmax / 448 over the element's scaling region (the whole tensor, its row, or its 128×128 block).</summary>
+    private static double ScaleOf(float[] w, int rows, int cols, Fp8Scaling scaling, int r, int c)
+    {
+        var (r0, r1, c0, c1) = scaling switch
+        {
+            Fp8Scaling.PerTensor => (0, rows, 0, cols),
+            Fp8Scaling.PerChannel => (r, r + 1, 0, cols),
+            _ => (r / 128 * 128, Math.Min(rows, r / 128 * 128 + 128), c / 128 * 128, Math.Min(cols, c / 128 * 128 + 128)),
+        };
+        double max = 0;
+        for (int i = r0; i < r1; i++)
+            for (int j = c0; j < c1; j++) max = Math.Max(max, Math.Abs(w[i * cols + j]));
+        return max / 448;
+    }
+
+    public static TheoryData<string> Formats() => new() { "int4-g32", "int4-g128", "int4-g64-asym", "fp8-tensor", "fp8-channel", "fp8-block" };
+
+    private static WeightMatrix Make(string format, float[] w, int n, int k) => format switch
+    {
+        "int4-g32" => Int4Matrix.Quantize(w, n, k, 32, true),
+        "int4-g128" => Int4Matrix.Quantize(w, n, k, 128, true),
+        "int4-g64-asym" => Int4Matrix.Quantize(w, n, k, 64, false),
+        "fp8-tensor" => Fp8Matrix.Quantize(w, n, k, Fp8Scaling.PerTensor),
+        "fp8-channel" => Fp8Matrix.Quantize(w, n, k, Fp8Scaling.PerChannel),
+        _ => Fp8Matrix.Quantize(w, n, k, Fp8Scaling.Block),
+    };
+
+    [Theory]
+    [MemberData(nameof(Formats))]
+    public void KernelsMatchTheFloat64DequantizedReference(string format)
+    {
+        var rng = new Random(_seed);
+        int n = 300, k = 640;
+        foreach (int m in new[] { 1, 7 })
+        {
+            var w = ScalarReference.Random(rng, n * k, 0.05f);
+            var matrix = Make(format, w, n, k);
+            var deq = new float[n * k];
+            for (int r = 0; r < n; r++) matrix.DequantizeRow(r, deq.AsSpan(r * k, k));
+            var x = ScalarReference.Random(rng, m * k);
+            var y = new float[m * n];
+            MatMul.Multiply(matrix, x, m, y);
+            double err = ScalarReference.RelativeError(y, ScalarReference.MatMul(x, m, deq, n, k));
+            Assert.True(err < 1e-5, $"{format} M={m}: relative error {err:E2} against the float64 dequantized reference (seed {_seed})");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Formats))]
+    public void QuantizedRowsDoNotDependOnTheBatch(string format)
+    {
+        var rng = new Random(_seed);
+        int n = 260, k = 384;
+        var matrix = Make(format, ScalarReference.Random(rng, n * k, 0.05f), n, k);
+        var x = ScalarReference.Random(rng, 5 * k);
+        var batched = new float[5 * n];
+        MatMul.Multiply(matrix, x, 5, batched);
+        for (int row = 0; row < 5; row++)
+        {
+            var alone = new float[n];
+            MatMul.Multiply(matrix, x.AsSpan(row * k, k), 1, alone);
+            Assert.Equal(alone, batched.AsSpan(row * n, n).ToArray());
+        }
+    }
+}
