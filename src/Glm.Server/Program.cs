@@ -15,6 +15,7 @@ public static class Program
     private const string Usage = """
         usage: glm-server [serve] [--model DIR] [--port 8000] [--host 127.0.0.1] [options]
                glm-server complete --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) --max-tokens N [--temperature 0] [--ignore-eos]
+               glm-server eval --model DIR --quantization {fp8,int4,fp8-int4,FILE.json} [--kv-cache-dtype …] [--prompts FILE | --prompt-ids …]
         Options follow vLLM's names: --served-model-name, --api-key, --max-model-len, --max-num-seqs,
         --max-num-batched-tokens, --block-size, --kv-cache-memory BYTES, --kv-cache-dtype {auto,f32,bf16,fp8,int4},
         --enable-prefix-caching/--no-enable-prefix-caching, --tool-call-parser glm45, --reasoning-parser glm45,
@@ -39,7 +40,8 @@ public static class Program
             {
                 "serve" => Serve(options, log),
                 "complete" => Complete(options, log),
-                _ => throw new CliException($"unknown verb '{verb}' (serve, complete)"),
+                "eval" => EvalCommand.Run(options, log),
+                _ => throw new CliException($"unknown verb '{verb}' (serve, complete, eval)"),
             };
         }
         catch (CliException e)

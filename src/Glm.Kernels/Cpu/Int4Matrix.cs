@@ -78,6 +78,11 @@ public sealed unsafe class Int4Matrix : WeightMatrix
         b = j < 16 ? (byte)((b & 0xF0) | code) : (byte)((b & 0x0F) | (code << 4));
     }
 
+    /// <summary>Unsigned code (0..15) of one weight.</summary>
+    public int Code(int row, int col) => GetCode(row, col);
+    public float Scale(int row, int group) => _scales[row * _groups + group];
+    public float Zero(int row, int group) => _zeros[row * _groups + group];
+
     private int GetCode(int row, int col)
     {
         long block = ((long)row * Cols + col) / 32 * 16;

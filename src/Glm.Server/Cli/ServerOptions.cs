@@ -34,6 +34,10 @@ public sealed class ServerOptions
     public bool IgnoreEos { get; set; }
     public ulong? Seed { get; set; }
 
+    // eval verb
+    public string? PromptsFile { get; set; }
+    public string ReferenceKvCacheDType { get; set; } = "f32";
+
     /// <summary>The embedded demo model shipped next to the binary.</summary>
     public static string EmbeddedModelDirectory => Path.Combine(AppContext.BaseDirectory, "models", "glm-demo");
 
@@ -42,6 +46,16 @@ public sealed class ServerOptions
 
     public KvCacheDType ResolveKvDType() =>
         KvCacheDType == "auto" ? (Quantization == "none" ? Kernels.Attention.KvCacheDType.F32 : Kernels.Attention.KvCacheDType.Int4) : KvCacheDTypes.Parse(KvCacheDType);
+
+    /// <summary>Validates choices that would otherwise fail only once loading starts.</summary>
+    public void Validate()
+    {
+        if (KvCacheDType != "auto") KvCacheDTypes.Parse(KvCacheDType);
+        if (!Quantization.EndsWith(".json", StringComparison.OrdinalIgnoreCase) && Quantization is not ("none" or "fp8" or "int4" or "fp8-int4"))
+            throw new CliException($"--quantization must be none, fp8, int4, fp8-int4 or a JSON policy file, got '{Quantization}'");
+        if (BlockSize is < 1 or > 1024) throw new CliException("--block-size must be between 1 and 1024");
+        if (MaxNumSeqs < 1) throw new CliException("--max-num-seqs must be at least 1");
+    }
 
     public static ServerOptions Parse(IReadOnlyList<string> args)
     {
@@ -88,6 +102,8 @@ public sealed class ServerOptions
                         o.PromptIds.Add(int.TryParse(part, out int id) ? id : throw new CliException($"--prompt-ids: '{part}' is not a token id"));
                     break;
                 case "--prompt": o.Prompt = Value(); break;
+                case "--prompts": o.PromptsFile = Value(); break;
+                case "--reference-kv-cache-dtype": o.ReferenceKvCacheDType = Value(); break;
                 case "--max-tokens": o.MaxTokens = IntValue(); break;
                 case "--temperature": o.Temperature = float.TryParse(Value(), System.Globalization.CultureInfo.InvariantCulture, out float t) ? t : throw new CliException("--temperature needs a number"); break;
                 case "--seed": o.Seed = ulong.TryParse(Value(), out ulong s) ? s : throw new CliException("--seed needs an integer"); break;
@@ -96,6 +112,8 @@ public sealed class ServerOptions
             }
         }
         if (o.Device != "cpu") throw new CliException($"--device {o.Device} is not available in this build (only cpu)");
+        try { o.Validate(); }
+        catch (ArgumentException e) { throw new CliException(e.Message); }
         return o;
     }
 

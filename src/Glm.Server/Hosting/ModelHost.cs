@@ -3,6 +3,7 @@ using Glm.Kernels.Attention;
 using Glm.Kernels.Cpu;
 using Glm.Models;
 using Glm.Models.Architectures;
+using Glm.Models.Quantization;
 using Glm.Server.Cli;
 using Glm.Text.Templates;
 using Glm.Text.Tokenization;
@@ -44,7 +45,11 @@ public sealed class ModelHost : IDisposable
         var started = System.Diagnostics.Stopwatch.StartNew();
         string dir = o.ModelDirectory;
         log.Information("Loading {Model} from {Directory}", o.ModelName, dir);
-        var model = ModelLoader.Load(dir, log: m => log.Information("{Message}", m));
+        var policy = QuantizationPolicy.Resolve(o.Quantization);
+        QuantizingWeightBuilder? builder = null;
+        var model = ModelLoader.Load(dir, ckpt => builder = new QuantizingWeightBuilder(ckpt, policy), m => log.Information("{Message}", m));
+        log.Information("Quantization policy {Policy}", policy.Describe());
+        foreach (var line in builder!.Summary()) log.Information("  {Line}", line);
         var config = model.Config;
 
         string tokenizerDir = o.Tokenizer ?? dir;
