@@ -27,6 +27,7 @@ public static class Program
         double bandwidth = Measure.ReadBandwidthGBs(MatMul.Threads);
         Console.WriteLine($"machine read bandwidth: {bandwidth:F1} GB/s ({MatMul.Threads} threads)");
         if (what is "all" or "gemv") Gemv(bandwidth);
+        if (what is "all" or "quantized") QuantizedGemv(bandwidth);
         if (what is "all" or "attention") Attention();
         if (what is "all" or "tokenizer") Tokenizer();
         if (what is "all" or "model" or "engine")
@@ -74,6 +75,45 @@ public static class Program
             }, repeats: 3);
             double gbs = w.ByteSize / simd / 1e9;
             Console.WriteLine($"bf16 {n}x{k}: {simd * 1e3:F2} ms, {gbs:F1} GB/s = {gbs / bandwidth:P0} of read bandwidth; scalar {scalar * 1e3:F1} ms ({scalar / simd:F1}x slower)");
+        }
+    }
+
+    private static void QuantizedGemv(double bandwidth)
+    {
+        Console.WriteLine("\n## Quantized GEMV (M = 1) against BF16, and GEMM GFLOP/s by batch rows M");
+        var rng = new Random(6);
+        foreach (var (n, k) in new[] { (4096, 4096), (4096, 11008) })
+        {
+            var w = new float[(long)n * k];
+            for (long i = 0; i < w.LongLength; i++) w[i] = (float)(rng.NextDouble() - 0.5) * 0.05f;
+            var bits = new ushort[w.LongLength];
+            BFloat16.FromFloat(w, bits);
+            var matrices = new WeightMatrix[] { Bf16Matrix.FromArray(bits, n, k), Fp8Matrix.Quantize(w, n, k, Fp8Scaling.PerChannel), Int4Matrix.Quantize(w, n, k, 128, true) };
+            var x = new float[256 * k];
+            for (int i = 0; i < x.Length; i++) x[i] = (float)rng.NextDouble();
+            var y = new float[256 * n];
+            double bf16Seconds = 0;
+            foreach (var m in matrices)
+            {
+                double s = Measure.MedianSeconds(() => MatMul.Multiply(m, x.AsSpan(0, k), 1, y), repeats: 9);
+                if (m is Bf16Matrix) bf16Seconds = s;
+                double gbs = m.ByteSize / s / 1e9;
+                Console.WriteLine($"{m.Format,-18} {n}x{k}: {s * 1e3:F2} ms, {gbs:F1} GB/s = {gbs / bandwidth:P0} of read bandwidth, {bf16Seconds / s:F2}x BF16 speed");
+            }
+            foreach (int rows in new[] { 16, 64, 256 })
+            {
+                var line = new StringBuilder($"GEMM M={rows,-3} {n}x{k}:");
+                double bf16 = 0;
+                foreach (var m in matrices)
+                {
+                    double s = Measure.MedianSeconds(() => MatMul.Multiply(m, x.AsSpan(0, rows * k), rows, y), repeats: 3);
+                    double gflops = 2.0 * rows * n * k / s / 1e9;
+                    if (m is Bf16Matrix) bf16 = gflops;
+                    line.Append($"  {m.Format} {gflops:F1} GFLOP/s ({gflops / bf16:F2}x)");
+                }
+                Console.WriteLine(line);
+            }
+            foreach (var m in matrices) m.Dispose();
         }
     }
 
