@@ -80,3 +80,15 @@ public sealed class SecuredServer : ServerFixture
         o.MaxModelLen = 64;
     }
 }
+
+/// <summary>One sequence at a time and no waiting room: the second concurrent request must be refused.</summary>
+public sealed class TinyQueueServer : ServerFixture
+{
+    protected override string ModelDirectory => Fixtures.Dir("chat_glm4_moe");
+    protected override string ModelName => "tiny-queue";
+    protected override void Configure(Glm.Server.Cli.ServerOptions o)
+    {
+        o.MaxNumSeqs = 1;
+        o.MaxQueueLength = 0;
+    }
+}
