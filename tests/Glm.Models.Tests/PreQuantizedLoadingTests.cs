@@ -169,3 +169,22 @@ public class QuantizedAccuracyTests
         Assert.True(result.MeanKl <= maxKl, result.ToString());
     }
 }
+
+/// <summary>Int4 and FP8 KV pages against BF16 pages on the trained demo model (1,274 positions).</summary>
+public class KvCacheAccuracyTests
+{
+    [Theory]
+    [InlineData(Glm.Kernels.Attention.KvCacheDType.Fp8, 0.995, 5e-4)]
+    [InlineData(Glm.Kernels.Attention.KvCacheDType.Int4, 0.99, 2e-3)]
+    public void QuantizedKvKeepsTheDemoModelsPredictions(Glm.Kernels.Attention.KvCacheDType kv, double minTop1, double maxKl)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.DemoModel, "expected_probes.json")));
+        var sequences = doc.RootElement.EnumerateArray()
+            .Select(c => c.GetProperty("prompt_ids").EnumerateArray().Concat(c.GetProperty("greedy_ids").EnumerateArray()).Select(x => x.GetInt32()).ToArray()).ToList();
+        using var model = ModelLoader.Load(Fixtures.DemoModel);
+        var result = Evaluator.Compare(model, Glm.Kernels.Attention.KvCacheDType.Bf16, model, kv, sequences);
+        Assert.True(result.Positions >= 1000);
+        Assert.True(result.Top1Agreement >= minTop1, result.ToString());
+        Assert.True(result.MeanKl <= maxKl, result.ToString());
+    }
+}

@@ -51,8 +51,7 @@ public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCod
         }
     }
 
-    /// <summary>Decodes one stored key (for tests and error measurement).</summary>
-    public void ReadKey(int layer, long slot, int head, Span<float> destination) => TCodec.Decode(KeyRecord(layer, slot, head), destination);
+    public override void ReadKey(int layer, long slot, int head, Span<float> destination) => TCodec.Decode(KeyRecord(layer, slot, head), destination);
 
     public override void CopySlot(long from, long to)
     {

@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Glm.Kernels.Cpu;
 using Glm.Kernels.Formats;
 
@@ -35,15 +37,31 @@ public readonly unsafe struct Bf16Codec : IKvCodec
     public static void Accumulate(byte* record, float weight, Span<float> acc)
     {
         var w = (ushort*)record;
-        for (int i = 0; i < acc.Length; i++) acc[i] = MathF.FusedMultiplyAdd(weight, BFloat16.ToFloat(w[i]), acc[i]);
+        int i = 0;
+        fixed (float* pa = acc)
+        {
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var vw = Vector256.Create(weight);
+                for (; i <= acc.Length - 16; i += 16)
+                {
+                    var (lo, hi) = Cpu.Dot.WidenBf16(Vector256.Load(w + i));
+                    Vector256.FusedMultiplyAdd(vw, lo, Vector256.Load(pa + i)).Store(pa + i);
+                    Vector256.FusedMultiplyAdd(vw, hi, Vector256.Load(pa + i + 8)).Store(pa + i + 8);
+                }
+            }
+            for (; i < acc.Length; i++) pa[i] = MathF.FusedMultiplyAdd(weight, BFloat16.ToFloat(w[i]), pa[i]);
+        }
     }
     public static void Decode(byte* record, Span<float> destination) =>
         BFloat16.ToFloat(new ReadOnlySpan<ushort>(record, destination.Length), destination);
 }
 
-/// <summary>E4M3 codes with one float32 scale (absmax / 448) per token and head.</summary>
+/// <summary>E4M3 codes with one float32 scale (absmax / 448) per token and head; decoded in registers as in Fp8Matrix.</summary>
 public readonly unsafe struct Fp8Codec : IKvCodec
 {
+    private const float TwoTo120 = 1.329228e36f;
+
     public static KvCacheDType DType => KvCacheDType.Fp8;
     public static int RecordBytes(int dim) => 4 + dim;
     public static void Encode(ReadOnlySpan<float> source, byte* record)
@@ -56,24 +74,57 @@ public readonly unsafe struct Fp8Codec : IKvCodec
         byte* codes = record + 4;
         for (int i = 0; i < source.Length; i++) codes[i] = Fp8E4M3.FromFloat(source[i] * inv);
     }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Decode8(byte* codes)
+    {
+        var v = Avx2.ConvertToVector256Int32(codes);
+        var bits = Avx2.Or(Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x80)), 24), Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x7F)), 20));
+        return Avx.Multiply(bits.AsSingle(), Vector256.Create(TwoTo120));
+    }
+
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Dot(byte* record, ReadOnlySpan<float> q)
     {
         float scale = *(float*)record;
         byte* codes = record + 4;
-        ReadOnlySpan<float> table = Fp8E4M3.Table;
+        int i = 0;
         float sum = 0;
-        for (int i = 0; i < q.Length; i++) sum = MathF.FusedMultiplyAdd(q[i], table[codes[i]], sum);
+        fixed (float* pq = q)
+        {
+            if (Avx2.IsSupported && Fma.IsSupported)
+            {
+                Vector256<float> a0 = default, a1 = default;
+                for (; i <= q.Length - 16; i += 16)
+                {
+                    a0 = Fma.MultiplyAdd(Avx.LoadVector256(pq + i), Decode8(codes + i), a0);
+                    a1 = Fma.MultiplyAdd(Avx.LoadVector256(pq + i + 8), Decode8(codes + i + 8), a1);
+                }
+                sum = Vector256.Sum(a0 + a1);
+            }
+            for (; i < q.Length; i++) sum = MathF.FusedMultiplyAdd(pq[i], Fp8E4M3.ToFloat(codes[i]), sum);
+        }
         return sum * scale;
     }
+
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Accumulate(byte* record, float weight, Span<float> acc)
     {
         float w = weight * *(float*)record;
         byte* codes = record + 4;
-        ReadOnlySpan<float> table = Fp8E4M3.Table;
-        for (int i = 0; i < acc.Length; i++) acc[i] = MathF.FusedMultiplyAdd(w, table[codes[i]], acc[i]);
+        int i = 0;
+        fixed (float* pa = acc)
+        {
+            if (Avx2.IsSupported && Fma.IsSupported)
+            {
+                var vw = Vector256.Create(w);
+                for (; i <= acc.Length - 8; i += 8)
+                    Fma.MultiplyAdd(vw, Decode8(codes + i), Avx.LoadVector256(pa + i)).Store(pa + i);
+            }
+            for (; i < acc.Length; i++) pa[i] = MathF.FusedMultiplyAdd(w, Fp8E4M3.ToFloat(codes[i]), pa[i]);
+        }
     }
+
     public static void Decode(byte* record, Span<float> destination)
     {
         float scale = *(float*)record;
@@ -82,13 +133,23 @@ public readonly unsafe struct Fp8Codec : IKvCodec
 }
 
 /// <summary>
-/// Asymmetric 4-bit: FP16 scale and FP16 minimum per token and head, then two codes a byte (low nibble first);
-/// value = code · scale + minimum. Quantized against the FP16-rounded scale so decode inverts encode exactly.
+/// Asymmetric 4-bit: FP16 scale and FP16 minimum per token and head, then the codes; value = code · scale + minimum.
+/// Quantized against the FP16-rounded scale so decode inverts encode exactly. Each full run of 32 values is packed
+/// for SIMD (byte j: value j low nibble, value j + 16 high nibble); a shorter tail is packed in pairs.
 /// </summary>
 public readonly unsafe struct Int4Codec : IKvCodec
 {
     public static KvCacheDType DType => KvCacheDType.Int4;
     public static int RecordBytes(int dim) => 4 + (dim + 1) / 2;
+
+    /// <summary>Byte and nibble (0 low, 1 high) holding element i of a record of <paramref name="dim"/> values.</summary>
+    private static (int Byte, int High) Place(int i, int dim)
+    {
+        int full = dim / 32 * 32;
+        if (i < full) return (i / 32 * 16 + (i % 32 & 15), i % 32 >= 16 ? 1 : 0);
+        int t = i - full;
+        return (full / 2 + t / 2, t & 1);
+    }
 
     public static void Encode(ReadOnlySpan<float> source, byte* record)
     {
@@ -100,33 +161,67 @@ public readonly unsafe struct Int4Codec : IKvCodec
         ((Half*)record)[1] = minH;
         float inv = scaleF > 0 ? 1f / scaleF : 0f;
         byte* codes = record + 4;
-        for (int i = 0; i < source.Length; i += 2)
+        new Span<byte>(codes, (source.Length + 1) / 2).Clear();
+        for (int i = 0; i < source.Length; i++)
         {
-            int lo = Quantize(source[i], minF, inv);
-            int hi = i + 1 < source.Length ? Quantize(source[i + 1], minF, inv) : 0;
-            codes[i >> 1] = (byte)(lo | (hi << 4));
+            int c = Math.Clamp((int)MathF.Round((source[i] - minF) * inv, MidpointRounding.ToEven), 0, 15);
+            var (b, high) = Place(i, source.Length);
+            codes[b] |= (byte)(c << (4 * high));
         }
     }
 
-    private static int Quantize(float v, float min, float inv) =>
-        Math.Clamp((int)MathF.Round((v - min) * inv, MidpointRounding.ToEven), 0, 15);
+    private static int CodeAt(byte* codes, int i, int dim)
+    {
+        var (b, high) = Place(i, dim);
+        return (codes[b] >> (4 * high)) & 15;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float>, Vector256<float>, Vector256<float>, Vector256<float>) Unpack32(byte* codes)
+    {
+        var mask = Vector128.Create((byte)0x0F);
+        var packed = Sse2.LoadVector128(codes);
+        var lo = Sse2.And(packed, mask);
+        var hi = Sse2.And(Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), mask);
+        return (Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(lo)),
+                Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8))),
+                Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(hi)),
+                Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8))));
+    }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Dot(byte* record, ReadOnlySpan<float> q)
     {
         float scale = (float)((Half*)record)[0], min = (float)((Half*)record)[1];
         byte* codes = record + 4;
+        int n = q.Length, full = Avx2.IsSupported && Fma.IsSupported ? n / 32 * 32 : 0;
         // q · (c·scale + min) = scale · Σ q_i c_i + min · Σ q_i
         float sumQc = 0, sumQ = 0;
-        int n = q.Length;
-        for (int i = 0; i < n - 1; i += 2)
+        fixed (float* pq = q)
         {
-            byte b = codes[i >> 1];
-            sumQc = MathF.FusedMultiplyAdd(q[i], b & 15, sumQc);
-            sumQc = MathF.FusedMultiplyAdd(q[i + 1], b >> 4, sumQc);
-            sumQ += q[i] + q[i + 1];
+            if (full > 0)
+            {
+                Vector256<float> a0 = default, a1 = default, s0 = default, s1 = default;
+                for (int i = 0; i < full; i += 32)
+                {
+                    var (w0, w1, w2, w3) = Unpack32(codes + i / 2);
+                    Vector256<float> q0 = Avx.LoadVector256(pq + i), q1 = Avx.LoadVector256(pq + i + 8), q2 = Avx.LoadVector256(pq + i + 16), q3 = Avx.LoadVector256(pq + i + 24);
+                    a0 = Fma.MultiplyAdd(q0, w0, a0);
+                    a1 = Fma.MultiplyAdd(q1, w1, a1);
+                    a0 = Fma.MultiplyAdd(q2, w2, a0);
+                    a1 = Fma.MultiplyAdd(q3, w3, a1);
+                    s0 = Avx.Add(s0, Avx.Add(q0, q2));
+                    s1 = Avx.Add(s1, Avx.Add(q1, q3));
+                }
+                sumQc = Vector256.Sum(a0 + a1);
+                sumQ = Vector256.Sum(s0 + s1);
+            }
+            for (int i = full; i < n; i++)
+            {
+                sumQc = MathF.FusedMultiplyAdd(pq[i], CodeAt(codes, i, n), sumQc);
+                sumQ += pq[i];
+            }
         }
-        if ((n & 1) != 0) { sumQc = MathF.FusedMultiplyAdd(q[n - 1], codes[n >> 1] & 15, sumQc); sumQ += q[n - 1]; }
         return scale * sumQc + min * sumQ;
     }
 
@@ -135,17 +230,29 @@ public readonly unsafe struct Int4Codec : IKvCodec
     {
         float scale = (float)((Half*)record)[0] * weight, offset = (float)((Half*)record)[1] * weight;
         byte* codes = record + 4;
-        for (int i = 0; i < acc.Length; i++)
+        int n = acc.Length, full = Avx2.IsSupported && Fma.IsSupported ? n / 32 * 32 : 0;
+        fixed (float* pa = acc)
         {
-            int c = (codes[i >> 1] >> ((i & 1) * 4)) & 15;
-            acc[i] += MathF.FusedMultiplyAdd(c, scale, offset);
+            if (full > 0)
+            {
+                var vs = Vector256.Create(scale);
+                var vo = Vector256.Create(offset);
+                for (int i = 0; i < full; i += 32)
+                {
+                    var (w0, w1, w2, w3) = Unpack32(codes + i / 2);
+                    Avx.Add(Avx.LoadVector256(pa + i), Fma.MultiplyAdd(w0, vs, vo)).Store(pa + i);
+                    Avx.Add(Avx.LoadVector256(pa + i + 8), Fma.MultiplyAdd(w1, vs, vo)).Store(pa + i + 8);
+                    Avx.Add(Avx.LoadVector256(pa + i + 16), Fma.MultiplyAdd(w2, vs, vo)).Store(pa + i + 16);
+                    Avx.Add(Avx.LoadVector256(pa + i + 24), Fma.MultiplyAdd(w3, vs, vo)).Store(pa + i + 24);
+                }
+            }
+            for (int i = full; i < n; i++) pa[i] += MathF.FusedMultiplyAdd(CodeAt(codes, i, n), scale, offset);
         }
     }
 
     public static void Decode(byte* record, Span<float> destination)
     {
         float scale = (float)((Half*)record)[0], min = (float)((Half*)record)[1];
-        for (int i = 0; i < destination.Length; i++)
-            destination[i] = ((record[4 + (i >> 1)] >> ((i & 1) * 4)) & 15) * scale + min;
+        for (int i = 0; i < destination.Length; i++) destination[i] = CodeAt(record + 4, i, destination.Length) * scale + min;
     }
 }

@@ -29,6 +29,9 @@ public abstract unsafe class KvStore : IDisposable
     /// <summary>output = Σ_t probs[t] · value(slots[t], head); output has ValueDim elements and is overwritten.</summary>
     public abstract void WeightedValues(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, Span<float> output);
 
+    /// <summary>Decodes one stored key (tests and error measurement).</summary>
+    public abstract void ReadKey(int layer, long slot, int head, Span<float> destination);
+
     /// <summary>Copies one slot's contents to another in every layer (copy-on-write of a shared block).</summary>
     public abstract void CopySlot(long from, long to);
 
