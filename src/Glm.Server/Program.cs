@@ -15,6 +15,7 @@ public static class Program
     private const string Usage = """
         usage: glm-server [serve] [--model DIR] [--port 8000] [--host 127.0.0.1] [options]
                glm-server complete --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) --max-tokens N [--temperature 0] [--ignore-eos]
+               glm-server health [--port 8000]
                glm-server eval --model DIR --quantization {fp8,int4,fp8-int4,FILE.json} [--kv-cache-dtype …] [--prompts FILE | --prompt-ids …]
         Options follow vLLM's names: --served-model-name, --api-key, --max-model-len, --max-num-seqs,
         --max-num-batched-tokens, --block-size, --kv-cache-memory BYTES, --kv-cache-dtype {auto,f32,bf16,fp8,int4},
@@ -41,6 +42,7 @@ public static class Program
                 "serve" => Serve(options, log),
                 "complete" => Complete(options, log),
                 "eval" => EvalCommand.Run(options, log),
+                "health" => Health(options),
                 _ => throw new CliException($"unknown verb '{verb}' (serve, complete, eval)"),
             };
         }
@@ -64,6 +66,7 @@ public static class Program
     private static int Serve(ServerOptions options, Serilog.Core.Logger log)
     {
         var app = ServerApp.Build(options, log);
+        var host = app.Services.GetRequiredService<ModelHost>(); // resolved now: the container is disposed after Run
         var signals = ServerApp.HandleTermination(app, options, log);
         try
         {
@@ -73,13 +76,28 @@ public static class Program
         {
             foreach (var s in signals) s.Dispose();
         }
-        var host = app.Services.GetRequiredService<ModelHost>();
         if (host.LoadError is { } e)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 1;
         }
         return 0;
+    }
+
+    /// <summary>Container health check without curl: exit 0 when the local server's /health answers 200.</summary>
+    private static int Health(ServerOptions options)
+    {
+        string host = options.Host is "0.0.0.0" or "::" or "[::]" ? "127.0.0.1" : options.Host;
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(4) };
+        try
+        {
+            using var response = http.GetAsync($"http://{host}:{options.Port}/health").GetAwaiter().GetResult();
+            return response.IsSuccessStatusCode ? 0 : 1;
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+        {
+            return 1;
+        }
     }
 
     /// <summary>Offline generation for scripts and checks, through the same engine as the server.</summary>

@@ -57,10 +57,55 @@ public sealed class ServerOptions
         if (MaxNumSeqs < 1) throw new CliException("--max-num-seqs must be at least 1");
     }
 
-    public static ServerOptions Parse(IReadOnlyList<string> args)
+    /// <summary>
+    /// Settings in increasing precedence: appsettings.json's "Glm" section (keys named like the flags, e.g.
+    /// "max-model-len"), then GLM_* environment variables, then command-line flags.
+    /// </summary>
+    public static ServerOptions Parse(IReadOnlyList<string> args, string? appSettingsPath = null)
     {
         var o = new ServerOptions();
+        o.ApplyArgs(AppSettingsArgs(appSettingsPath ?? FindAppSettings()));
         o.ApplyEnvironment();
+        o.ApplyArgs(args);
+        if (o.Device != "cpu") throw new CliException($"--device {o.Device} is not available in this build (only cpu)");
+        try { o.Validate(); }
+        catch (ArgumentException e) { throw new CliException(e.Message); }
+        return o;
+    }
+
+    private static string? FindAppSettings() =>
+        new[] { Path.Combine(Environment.CurrentDirectory, "appsettings.json"), Path.Combine(AppContext.BaseDirectory, "appsettings.json") }.FirstOrDefault(File.Exists);
+
+    private static List<string> AppSettingsArgs(string? path)
+    {
+        var list = new List<string>();
+        if (path is null || !File.Exists(path)) return list;
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path), new System.Text.Json.JsonDocumentOptions { CommentHandling = System.Text.Json.JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            if (!doc.RootElement.TryGetProperty("Glm", out var glm) || glm.ValueKind != System.Text.Json.JsonValueKind.Object) return list;
+            foreach (var p in glm.EnumerateObject())
+            {
+                string flag = "--" + p.Name;
+                switch (p.Value.ValueKind)
+                {
+                    case System.Text.Json.JsonValueKind.True: list.Add(flag); break;
+                    case System.Text.Json.JsonValueKind.False: if (p.Name == "enable-prefix-caching") list.Add("--no-enable-prefix-caching"); break;
+                    case System.Text.Json.JsonValueKind.Null: break;
+                    default: list.Add(flag); list.Add(p.Value.ValueKind == System.Text.Json.JsonValueKind.String ? p.Value.GetString()! : p.Value.GetRawText()); break;
+                }
+            }
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new CliException($"{path} is not valid JSON: {e.Message}");
+        }
+        return list;
+    }
+
+    private void ApplyArgs(IReadOnlyList<string> args)
+    {
+        var o = this;
         for (int i = 0; i < args.Count; i++)
         {
             string arg = args[i];
@@ -111,10 +156,6 @@ public sealed class ServerOptions
                 default: throw new CliException($"unknown option '{arg}'");
             }
         }
-        if (o.Device != "cpu") throw new CliException($"--device {o.Device} is not available in this build (only cpu)");
-        try { o.Validate(); }
-        catch (ArgumentException e) { throw new CliException(e.Message); }
-        return o;
     }
 
     private void ApplyEnvironment()
@@ -129,6 +170,10 @@ public sealed class ServerOptions
         if (Env("GLM_QUANTIZATION") is { } q) Quantization = q;
         if (Env("GLM_KV_CACHE_DTYPE") is { } kv) KvCacheDType = kv;
         if (int.TryParse(Env("GLM_SHUTDOWN_GRACE_SECONDS"), out int grace)) ShutdownGraceSeconds = grace;
+        if (int.TryParse(Env("GLM_MAX_NUM_SEQS"), out int seqs)) MaxNumSeqs = seqs;
+        if (long.TryParse(Env("GLM_KV_CACHE_MEMORY"), out long kvBytes)) KvCacheMemory = kvBytes;
+        if (int.TryParse(Env("GLM_THREADS"), out int threads)) Threads = threads;
+        if (Env("GLM_DEVICE") is { } device) Device = device;
     }
 }
 

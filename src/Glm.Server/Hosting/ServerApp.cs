@@ -19,6 +19,7 @@ public static class ServerApp
         builder.WebHost.UseUrls($"http://{(options.Host.Contains(':') ? $"[{options.Host}]" : options.Host)}:{options.Port}");
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
         builder.Services.AddOpenApi();
+        builder.Services.AddSingleton<IHostLifetime, DrainingLifetime>();
         builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownGraceSeconds + 5));
 
         var host = new ModelHost(options, log);
@@ -59,7 +60,7 @@ public static class ServerApp
         app.Use(async (ctx, next) =>
         {
             string path = ctx.Request.Path.Value ?? "";
-            if (options.ApiKey is { Length: > 0 } key && path is not ("/health" or "/metrics"))
+            if (options.ApiKey is { Length: > 0 } key && path is not ("/health" or "/live" or "/metrics"))
             {
                 string? auth = ctx.Request.Headers.Authorization;
                 string? presented = auth is not null && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? auth[7..].Trim() : null;
@@ -80,6 +81,8 @@ public static class ServerApp
         app.MapPost("/tokenize", Handler(ctx => SmallEndpoints.Tokenize(ctx, host))).WithName("Tokenize").Accepts<TokenizeRequestSchema>("application/json");
         app.MapPost("/detokenize", Handler(ctx => SmallEndpoints.Detokenize(ctx, host))).WithName("Detokenize").Accepts<DetokenizeRequestSchema>("application/json");
         app.MapGet("/health", () => SmallEndpoints.Health(host)).WithName("Health");
+        // Liveness: the process serves HTTP. Unlike /health it stays 200 while loading and draining.
+        app.MapGet("/live", () => Results.Ok()).WithName("Live");
         app.MapGet("/version", SmallEndpoints.Version).WithName("Version");
         app.MapGet("/metrics", (Delegate)metrics.Serve).ExcludeFromDescription();
         app.MapOpenApi("/openapi.json");

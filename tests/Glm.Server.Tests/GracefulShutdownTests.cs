@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using Glm.TestSupport;
+
+namespace Glm.Server.Tests;
+
+/// <summary>SIGTERM to a real server process with streams in flight: they finish, new work gets 503, exit code 0.</summary>
+public class GracefulShutdownTests
+{
+    [Fact]
+    public async Task SigtermDrainsInFlightStreamsRefusesNewWorkAndExitsZero()
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return; // POSIX signals only
+        int port = FreePort();
+        string dll = Path.Combine(AppContext.BaseDirectory, "glm-server.dll");
+        var psi = new ProcessStartInfo("dotnet", [dll, "serve", "--model", Fixtures.Dir("chat_glm4_moe"), "--served-model-name", "drain",
+            "--port", port.ToString(), "--kv-cache-memory", "67108864", "--shutdown-grace-seconds", "20"])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        using var server = Process.Start(psi)!;
+        var output = new System.Text.StringBuilder();
+        server.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        server.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        server.BeginOutputReadLine();
+        server.BeginErrorReadLine();
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+        try
+        {
+            await WaitHealthy(http);
+            // Streams long enough to still be running when the signal arrives.
+            var streams = Enumerable.Range(0, 3).Select(i => http.PostAsJsonAsync("/v1/chat/completions", new
+            {
+                model = "drain", messages = new[] { new { role = "user", content = $"stream {i}" } }, max_tokens = 300, ignore_eos = true, stream = true,
+            })).ToList();
+            await Task.Delay(300);
+
+            var sw = Stopwatch.StartNew();
+            using (var kill = Process.Start("kill", ["-TERM", server.Id.ToString()])) await kill!.WaitForExitAsync();
+            await Task.Delay(100);
+
+            using (var refused = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "drain", messages = new[] { new { role = "user", content = "late" } }, max_tokens = 2 }))
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            using (var health = await http.GetAsync("/health"))
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+
+            foreach (var response in await Task.WhenAll(streams))
+            {
+                string body = await response.Content.ReadAsStringAsync();
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                Assert.EndsWith("data: [DONE]\n\n", body);
+                Assert.Contains("\"finish_reason\":\"length\"", body);
+            }
+            Assert.True(await WaitExit(server, TimeSpan.FromSeconds(25)), "the server did not exit within the grace period");
+            Assert.True(server.ExitCode == 0, $"exit code {server.ExitCode}\n{output}");
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(25));
+        }
+        finally
+        {
+            if (!server.HasExited) server.Kill(entireProcessTree: true);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    private static async Task WaitHealthy(HttpClient http)
+    {
+        for (int i = 0; i < 600; i++)
+        {
+            try
+            {
+                using var r = await http.GetAsync("/health");
+                if (r.IsSuccessStatusCode) return;
+            }
+            catch (HttpRequestException) { }
+            await Task.Delay(50);
+        }
+        throw new TimeoutException("server did not become healthy");
+    }
+
+    private static async Task<bool> WaitExit(Process p, TimeSpan limit)
+    {
+        using var cts = new CancellationTokenSource(limit);
+        try { await p.WaitForExitAsync(cts.Token); return true; }
+        catch (OperationCanceledException) { return false; }
+    }
+}

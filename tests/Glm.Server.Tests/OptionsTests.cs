@@ -1,0 +1,38 @@
+using Glm.Server.Cli;
+
+namespace Glm.Server.Tests;
+
+[Collection("console")] // sets process environment variables
+public class OptionsTests
+{
+    [Fact]
+    public void FlagsBeatEnvironmentWhichBeatsAppSettings()
+    {
+        string settings = Path.Combine(Directory.CreateTempSubdirectory().FullName, "appsettings.json");
+        File.WriteAllText(settings, """{"Glm": {"port": 9001, "max-model-len": 2048, "served-model-name": "from-settings", "enable-prefix-caching": false, "max-num-seqs": 7}}""");
+        Environment.SetEnvironmentVariable("GLM_PORT", "9002");
+        Environment.SetEnvironmentVariable("GLM_SERVED_MODEL_NAME", "from-env");
+        try
+        {
+            var o = ServerOptions.Parse(["--port", "9003"], settings);
+            Assert.Equal(9003, o.Port);                  // flag over environment and settings
+            Assert.Equal("from-env", o.ServedModelName); // environment over settings
+            Assert.Equal(2048, o.MaxModelLen);           // settings when nothing else says
+            Assert.Equal(7, o.MaxNumSeqs);
+            Assert.False(o.EnablePrefixCaching);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("GLM_PORT", null);
+            Environment.SetEnvironmentVariable("GLM_SERVED_MODEL_NAME", null);
+        }
+    }
+
+    [Theory]
+    [InlineData("--quantization", "int3")]
+    [InlineData("--kv-cache-dtype", "int2")]
+    [InlineData("--port", "eighty")]
+    [InlineData("--device", "tpu")]
+    public void BadFlagsAreUsageErrors(string flag, string value) =>
+        Assert.Throws<CliException>(() => ServerOptions.Parse([flag, value], "/nonexistent/appsettings.json"));
+}
