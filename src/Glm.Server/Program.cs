@@ -51,7 +51,7 @@ public static class Program
             Console.Error.WriteLine($"error: {e.Message}\n{Usage}");
             return 2;
         }
-        catch (Exception e) when (e is ModelLoadException or TokenizerLoadException or TemplateException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ModelLoadException or TokenizerLoadException or TemplateException or Hub.HubException or IOException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 1;

@@ -33,7 +33,10 @@ public sealed unsafe class SafetensorsFile : IDisposable
     public SafetensorsFile(string path)
     {
         Path = path;
-        long length = new FileInfo(path).Length;
+        // Measured through an open stream: FileInfo.Length of a symlink (as in a Hugging Face cache snapshot)
+        // is the link's own size, not the target's.
+        long length;
+        using (var probe = File.OpenRead(path)) length = probe.Length;
         if (length < 8) throw new ModelLoadException($"{path}: file is {length} bytes, too short to be safetensors (truncated?).");
         _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
         _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);

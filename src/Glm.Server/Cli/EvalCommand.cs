@@ -16,7 +16,7 @@ public static class EvalCommand
 {
     public static int Run(ServerOptions o, Serilog.ILogger log)
     {
-        string dir = o.ModelDirectory;
+        string dir = Hosting.ModelHost.ResolveModelDirectory(o, log);
         var sequences = Sequences(o, dir);
         var kv = o.KvCacheDType == "auto" ? KvCacheDType.F32 : KvCacheDTypes.Parse(o.KvCacheDType);
         var referenceKv = KvCacheDTypes.Parse(o.ReferenceKvCacheDType);

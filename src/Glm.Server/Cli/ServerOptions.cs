@@ -7,6 +7,7 @@ public sealed class ServerOptions
 {
     public string? Model { get; set; }
     public string? Tokenizer { get; set; }
+    public string Revision { get; set; } = "main";
     public string? ServedModelName { get; set; }
     public string Host { get; set; } = "127.0.0.1";
     public int Port { get; set; } = 8000;
@@ -42,7 +43,8 @@ public sealed class ServerOptions
     public static string EmbeddedModelDirectory => Path.Combine(AppContext.BaseDirectory, "models", "glm-demo");
 
     public string ModelDirectory => Model ?? EmbeddedModelDirectory;
-    public string ModelName => ServedModelName ?? (Model is null ? "glm-demo" : Path.GetFileName(Path.TrimEndingDirectorySeparator(Model)));
+    public string ModelName => ServedModelName ?? (Model is null ? "glm-demo"
+        : Hub.HubDownloader.LooksLikeRepoId(Model) ? Model : Path.GetFileName(Path.TrimEndingDirectorySeparator(Model)));
 
     public KvCacheDType ResolveKvDType() =>
         KvCacheDType == "auto" ? (Quantization == "none" ? Kernels.Attention.KvCacheDType.F32 : Kernels.Attention.KvCacheDType.Int4) : KvCacheDTypes.Parse(KvCacheDType);
@@ -123,6 +125,7 @@ public sealed class ServerOptions
             {
                 case "--model": o.Model = Value(); break;
                 case "--tokenizer": o.Tokenizer = Value(); break;
+                case "--revision": o.Revision = Value(); break;
                 case "--served-model-name": o.ServedModelName = Value(); break;
                 case "--host": o.Host = Value(); break;
                 case "--port": o.Port = IntValue(); break;

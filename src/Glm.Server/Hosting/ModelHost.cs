@@ -43,7 +43,7 @@ public sealed class ModelHost : IDisposable
     {
         if (o.Threads is int threads) MatMul.Threads = Math.Max(1, threads);
         var started = System.Diagnostics.Stopwatch.StartNew();
-        string dir = o.ModelDirectory;
+        string dir = ResolveModelDirectory(o, log);
         log.Information("Loading {Model} from {Directory}", o.ModelName, dir);
         var policy = QuantizationPolicy.Resolve(o.Quantization);
         QuantizingWeightBuilder? builder = null;
@@ -90,6 +90,16 @@ public sealed class ModelHost : IDisposable
             ? "glm-demo: the embedded 8.3M-parameter GLM-4.5-architecture demo model (a smoke-test model: it reasons and calls tools, but its answers are often wrong)"
             : $"{config.ArchitectureName} from {dir}";
         return new ServedModel(o.ModelName, dir, config, tokenizer, settings, engine, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), description);
+    }
+
+    /// <summary>A local directory as given, or a Hugging Face repository id fetched into the shared cache.</summary>
+    public static string ResolveModelDirectory(ServerOptions o, Serilog.ILogger log)
+    {
+        if (o.Model is null || !Hub.HubDownloader.LooksLikeRepoId(o.Model)) return o.ModelDirectory;
+        var cache = Hub.HubCache.Default();
+        log.Information("Fetching {Repo} (revision {Revision}) into {Cache}", o.Model, o.Revision, cache.Root);
+        var downloader = new Hub.HubDownloader(cache, log: m => log.Information("{Message}", m));
+        return downloader.Fetch(o.Model, o.Revision).GetAwaiter().GetResult();
     }
 
     /// <summary>Enough for every sequence at full length, capped at a quarter of the memory this process may use.</summary>
