@@ -15,6 +15,7 @@ public static class Program
     private const string Usage = """
         usage: glm-server [serve] [--model DIR] [--port 8000] [--host 127.0.0.1] [options]
                glm-server complete --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) --max-tokens N [--temperature 0] [--ignore-eos]
+               glm-server chat [--url http://127.0.0.1:8000 | --model DIR] [--demo-tools] [--temperature 0.6] [--max-tokens 512]
                glm-server health [--port 8000]
                glm-server eval --model DIR --quantization {fp8,int4,fp8-int4,FILE.json} [--kv-cache-dtype …] [--prompts FILE | --prompt-ids …]
         Options follow vLLM's names: --served-model-name, --api-key, --max-model-len, --max-num-seqs,
@@ -43,6 +44,7 @@ public static class Program
                 "complete" => Complete(options, log),
                 "eval" => EvalCommand.Run(options, log),
                 "health" => Health(options),
+                "chat" => ChatCommand.Run(options, log, Console.In, Console.Out),
                 _ => throw new CliException($"unknown verb '{verb}' (serve, complete, eval)"),
             };
         }
@@ -113,7 +115,7 @@ public static class Program
                   ?? throw new CliException("this model has no tokenizer; use --prompt-ids");
             var seq = model.Engine.Submit(prompt, new SamplingParams
             {
-                Temperature = options.Temperature, MaxTokens = options.MaxTokens, IgnoreEos = options.IgnoreEos, Seed = options.Seed,
+                Temperature = options.Temperature ?? 1f, MaxTokens = options.MaxTokens ?? 16, IgnoreEos = options.IgnoreEos, Seed = options.Seed,
             });
             var ids = new List<int>();
             foreach (var o in seq.Output.Reader.ReadAllAsync().ToBlockingEnumerable())

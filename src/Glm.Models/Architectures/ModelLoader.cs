@@ -6,14 +6,15 @@ namespace Glm.Models.Architectures;
 /// <summary>Builds a <see cref="CausalLM"/> from a model directory, checking every tensor's name and shape up front.</summary>
 public static class ModelLoader
 {
-    public static CausalLM Load(string directory, Func<Checkpoint, WeightBuilder>? builderFactory = null, Action<string>? log = null)
+    /// <param name="progress">called after each decoder layer with (layers done, layers in all)</param>
+    public static CausalLM Load(string directory, Func<Checkpoint, WeightBuilder>? builderFactory = null, Action<string>? log = null, Action<int, int>? progress = null)
     {
         var config = ModelConfig.Load(directory);
         var checkpoint = new Checkpoint(directory);
         try
         {
             var builder = builderFactory?.Invoke(checkpoint) ?? new WeightBuilder(checkpoint);
-            var model = Build(config, builder);
+            var model = Build(config, builder, progress);
             var unused = checkpoint.Unused();
             if (unused.Count > 0)
                 log?.Invoke($"Skipped {unused.Count} checkpoint tensors the forward pass does not use (e.g. {string.Join(", ", unused.Take(3))}).");
@@ -26,14 +27,18 @@ public static class ModelLoader
         }
     }
 
-    private static CausalLM Build(ModelConfig c, WeightBuilder b)
+    private static CausalLM Build(ModelConfig c, WeightBuilder b, Action<int, int>? progress)
     {
         int h = c.HiddenSize;
         var embed = b.Matrix("model.embed_tokens", c.VocabSize, h);
         bool tied = c.TieWordEmbeddings || !b.Checkpoint.Contains("lm_head.weight");
         var lmHead = tied ? embed : b.Matrix("lm_head", c.VocabSize, h);
         var layers = new DecoderLayer[c.NumLayers];
-        for (int i = 0; i < c.NumLayers; i++) layers[i] = BuildLayer(c, b, i);
+        for (int i = 0; i < c.NumLayers; i++)
+        {
+            layers[i] = BuildLayer(c, b, i);
+            progress?.Invoke(i + 1, c.NumLayers);
+        }
         return new CausalLM(c, embed, layers, b.Vector("model.norm.weight", h), lmHead, b.Checkpoint);
     }
 

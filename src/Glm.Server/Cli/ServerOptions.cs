@@ -30,13 +30,18 @@ public sealed class ServerOptions
     // complete verb
     public List<int> PromptIds { get; } = [];
     public string? Prompt { get; set; }
-    public int MaxTokens { get; set; } = 16;
-    public float Temperature { get; set; } = 1f;
+    public int? MaxTokens { get; set; }
+    public float? Temperature { get; set; }
     public bool IgnoreEos { get; set; }
     public ulong? Seed { get; set; }
 
     // eval verb
     public string? PromptsFile { get; set; }
+
+    // chat verb
+    public string? Url { get; set; }
+    /// <summary>Offer the demo model's tools (get_weather, get_time, calculator) in chat.</summary>
+    public bool DemoTools { get; set; }
     public string ReferenceKvCacheDType { get; set; } = "f32";
 
     /// <summary>The embedded demo model shipped next to the binary.</summary>
@@ -151,6 +156,8 @@ public sealed class ServerOptions
                     break;
                 case "--prompt": o.Prompt = Value(); break;
                 case "--prompts": o.PromptsFile = Value(); break;
+                case "--url": o.Url = Value(); break;
+                case "--demo-tools": o.DemoTools = true; break;
                 case "--reference-kv-cache-dtype": o.ReferenceKvCacheDType = Value(); break;
                 case "--max-tokens": o.MaxTokens = IntValue(); break;
                 case "--temperature": o.Temperature = float.TryParse(Value(), System.Globalization.CultureInfo.InvariantCulture, out float t) ? t : throw new CliException("--temperature needs a number"); break;

@@ -47,7 +47,7 @@ public sealed class ModelHost : IDisposable
         log.Information("Loading {Model} from {Directory}", o.ModelName, dir);
         var policy = QuantizationPolicy.Resolve(o.Quantization);
         QuantizingWeightBuilder? builder = null;
-        var model = ModelLoader.Load(dir, ckpt => builder = new QuantizingWeightBuilder(ckpt, policy), m => log.Information("{Message}", m));
+        var model = ModelLoader.Load(dir, ckpt => builder = new QuantizingWeightBuilder(ckpt, policy), m => log.Information("{Message}", m), LoadProgress(log));
         log.Information("Quantization policy {Policy}", policy.Describe());
         foreach (var line in builder!.Summary()) log.Information("  {Line}", line);
         var config = model.Config;
@@ -90,6 +90,27 @@ public sealed class ModelHost : IDisposable
             ? "glm-demo: the embedded 8.3M-parameter GLM-4.5-architecture demo model (a smoke-test model: it reasons and calls tools, but its answers are often wrong)"
             : $"{config.ArchitectureName} from {dir}";
         return new ServedModel(o.ModelName, dir, config, tokenizer, settings, engine, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), description);
+    }
+
+    /// <summary>A bar on an interactive terminal; otherwise a log line at every tenth of the layers.</summary>
+    private static Action<int, int> LoadProgress(Serilog.ILogger log)
+    {
+        bool interactive = !Console.IsErrorRedirected;
+        int lastDecile = 0;
+        return (done, total) =>
+        {
+            if (interactive)
+            {
+                int width = 30, filled = done * width / total;
+                Console.Error.Write($"\rloading weights [{new string('#', filled)}{new string('.', width - filled)}] {done}/{total} layers");
+                if (done == total) Console.Error.WriteLine();
+            }
+            else if (done * 10 / total > lastDecile || done == total)
+            {
+                lastDecile = done * 10 / total;
+                log.Information("Loaded {Done}/{Total} layers", done, total);
+            }
+        };
     }
 
     /// <summary>A local directory as given, or a Hugging Face repository id fetched into the shared cache.</summary>
