@@ -43,6 +43,7 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
 
     public Fp8Scaling Scaling { get; }
     public byte Code(int row, int col) => _codes[(long)row * Cols + col];
+    public ReadOnlySpan<byte> Codes => _codes;
     /// <summary>Scales in row-major block-grid order ([1], [rows] or [ceil(rows/br), ceil(cols/bc)]).</summary>
     public ReadOnlySpan<float> ScaleGrid => _scales;
     public override string Format => Scaling == Fp8Scaling.Block ? $"fp8-e4m3-block{_blockRows}x{_blockCols}" : Scaling == Fp8Scaling.PerChannel ? "fp8-e4m3-channel" : "fp8-e4m3-tensor";

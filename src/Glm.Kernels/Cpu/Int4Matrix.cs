@@ -35,6 +35,9 @@ public sealed unsafe class Int4Matrix : WeightMatrix
     public override string Format => $"int4-g{GroupSize}{(Symmetric ? "" : "-asym")}";
     public override long ByteSize => _codes.LongLength + (_scales.LongLength + (Symmetric ? 0 : _zeros.LongLength)) * 4;
     public ReadOnlySpan<float> Scales => _scales;
+    public ReadOnlySpan<float> Zeros => _zeros;
+    /// <summary>The packed codes as stored (what the CUDA worker uploads as is).</summary>
+    public ReadOnlySpan<byte> PackedCodes => _codes;
 
     public static bool Supports(int cols, int groupSize) => groupSize % 32 == 0 && groupSize > 0 && cols % groupSize == 0;
 

@@ -74,7 +74,11 @@ public sealed class ServerOptions
         o.ApplyArgs(AppSettingsArgs(appSettingsPath ?? FindAppSettings()));
         o.ApplyEnvironment();
         o.ApplyArgs(args);
-        if (o.Device != "cpu") throw new CliException($"--device {o.Device} is not available in this build (only cpu)");
+        if (o.Device == "cuda")
+            throw new CliException(Kernels.Cuda.CudaRuntime.IsAvailable(out string why)
+                ? $"--device cuda: {why} found, but the CUDA model runner is not finished (only its kernels are); use --device cpu"
+                : $"--device cuda: {why}");
+        if (o.Device != "cpu") throw new CliException($"--device must be cpu or cuda, got '{o.Device}'");
         try { o.Validate(); }
         catch (ArgumentException e) { throw new CliException(e.Message); }
         return o;
