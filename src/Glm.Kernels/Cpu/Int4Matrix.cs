@@ -16,6 +16,7 @@ public sealed unsafe class Int4Matrix : WeightMatrix
     private readonly byte[] _codes;   // pinned, Rows × Cols/2
     private readonly float[] _scales; // Rows × Groups
     private readonly float[] _zeros;  // Rows × Groups
+    private readonly float[] _scaledZeros; // s·z per group, so the zero-point term is one short dot per row
     private readonly byte* _pCodes;
     private readonly int _groups;
 
@@ -27,6 +28,8 @@ public sealed unsafe class Int4Matrix : WeightMatrix
         _codes = codes;
         _scales = scales;
         _zeros = zeros;
+        _scaledZeros = new float[scales.Length];
+        for (int i = 0; i < scales.Length; i++) _scaledZeros[i] = scales[i] * zeros[i];
         fixed (byte* p = _codes) _pCodes = p;
     }
 
@@ -69,6 +72,7 @@ public sealed unsafe class Int4Matrix : WeightMatrix
     {
         _scales[row * _groups + group] = scale;
         _zeros[row * _groups + group] = zero;
+        _scaledZeros[row * _groups + group] = scale * zero;
         int start = group * GroupSize;
         for (int i = 0; i < GroupSize; i++) SetCode(row, start + i, codes[i]);
     }
@@ -125,40 +129,77 @@ public sealed unsafe class Int4Matrix : WeightMatrix
             sums[g] = System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<float>(x + g * GroupSize, GroupSize));
     }
 
+    /// <summary>
+    /// Σ_g s_g·Σ_{i∈g} x_i·u_i − Σ_g (s_g·z_g)·Σ_{i∈g} x_i. The first sum stays in a vector register across groups
+    /// (one broadcast multiply-add per group, no horizontal sum per group); the second is a short scalar dot.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private float DotRow(int row, float* x, float* sums)
     {
         byte* codes = _pCodes + (long)row * Cols / 2;
         int baseIndex = row * _groups;
-        float total = 0;
-        for (int g = 0; g < _groups; g++)
+        float zeroTerm = 0;
+        for (int g = 0; g < _groups; g++) zeroTerm = MathF.FusedMultiplyAdd(_scaledZeros[baseIndex + g], sums[g], zeroTerm);
+        float dot;
+        if (Avx512F.IsSupported && GroupSize % 64 == 0) dot = DotAvx512(codes, x, baseIndex);
+        else if (Avx2.IsSupported && Fma.IsSupported) dot = DotAvx2(codes, x, baseIndex);
+        else
         {
-            float acc = Avx2.IsSupported ? GroupDotAvx2(codes + g * GroupSize / 2, x + g * GroupSize, GroupSize) : GroupDotScalar(codes + g * GroupSize / 2, x + g * GroupSize, GroupSize);
-            total = MathF.FusedMultiplyAdd(_scales[baseIndex + g], acc - _zeros[baseIndex + g] * sums[g], total);
+            dot = 0;
+            for (int g = 0; g < _groups; g++)
+                dot = MathF.FusedMultiplyAdd(_scales[baseIndex + g], GroupDotScalar(codes + g * GroupSize / 2, x + g * GroupSize, GroupSize), dot);
         }
-        return total;
+        return dot - zeroTerm;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float GroupDotAvx2(byte* codes, float* x, int n)
+    private float DotAvx2(byte* codes, float* x, int baseIndex)
     {
-        Vector256<float> a0 = default, a1 = default;
+        Vector256<float> total = default;
         var mask = Vector128.Create((byte)0x0F);
-        for (int i = 0; i < n; i += 32, codes += 16, x += 32)
+        for (int g = 0; g < _groups; g++)
         {
-            var packed = Sse2.LoadVector128(codes);
-            var lo = Sse2.And(packed, mask);
-            var hi = Sse2.And(Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), mask);
-            var w0 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(lo));
-            var w1 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8)));
-            var w2 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(hi));
-            var w3 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8)));
-            a0 = Fma.MultiplyAdd(Avx.LoadVector256(x), w0, a0);
-            a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + 8), w1, a1);
-            a0 = Fma.MultiplyAdd(Avx.LoadVector256(x + 16), w2, a0);
-            a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + 24), w3, a1);
+            Vector256<float> a0 = default, a1 = default;
+            for (int i = 0; i < GroupSize; i += 32, codes += 16, x += 32)
+            {
+                var packed = Sse2.LoadVector128(codes);
+                var lo = Sse2.And(packed, mask);
+                var hi = Sse2.And(Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), mask);
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(x), Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(lo)), a0);
+                a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + 8), Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8))), a1);
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(x + 16), Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(hi)), a0);
+                a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + 24), Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8))), a1);
+            }
+            total = Fma.MultiplyAdd(a0 + a1, Vector256.Create(_scales[baseIndex + g]), total);
         }
-        return Vector256.Sum(a0 + a1);
+        return Vector256.Sum(total);
+    }
+
+    /// <summary>
+    /// 64 weights (two packed runs, 32 bytes) per step: low nibbles are weights 0–15 of each run, high nibbles
+    /// weights 16–31, so the four widened vectors meet x at offsets 0, 32, 16 and 48.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private float DotAvx512(byte* codes, float* x, int baseIndex)
+    {
+        Vector512<float> total = default;
+        var mask = Vector256.Create((byte)0x0F);
+        for (int g = 0; g < _groups; g++)
+        {
+            Vector512<float> a0 = default, a1 = default;
+            for (int i = 0; i < GroupSize; i += 64, codes += 32, x += 64)
+            {
+                var packed = Avx.LoadVector256(codes);
+                var lo = Avx2.And(packed, mask);
+                var hi = Avx2.And(Avx2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), mask);
+                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x), Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(lo.GetLower())), a0);
+                a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + 32), Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(lo.GetUpper())), a1);
+                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + 16), Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(hi.GetLower())), a0);
+                a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + 48), Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(hi.GetUpper())), a1);
+            }
+            total = Avx512F.FusedMultiplyAdd(a0 + a1, Vector512.Create(_scales[baseIndex + g]), total);
+        }
+        return Vector512.Sum(total);
     }
 
     private static float GroupDotScalar(byte* codes, float* x, int n)
