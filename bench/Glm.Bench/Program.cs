@@ -180,7 +180,7 @@ public static class Program
         using var runner = new SequenceRunner(model, 700);
         runner.Feed(prompt[..64]);
         int next = 1;
-        double decode = Measure.MedianSeconds(() => next = SequenceRunner.ArgMax(runner.Feed([next])), repeats: 20, warmup: 3);
+        double decode = Measure.MedianSeconds(() => next = Activations.ArgMax(runner.Feed([next])), repeats: 20, warmup: 3);
         long bytes = DecodeBytesPerToken(model);
         Console.WriteLine($"prefill: {prompt.Length / prefill:F1} tokens/s (512-token prompt)");
         Console.WriteLine($"decode:  {1 / decode:F2} tokens/s at batch 1; {bytes / 1e6:F0} MB of weights read per token → {bytes / decode / 1e9:F1} GB/s = {bytes / decode / 1e9 / bandwidth:P0} of the measured read bandwidth");
@@ -205,21 +205,29 @@ public static class Program
 
     private static void EngineThroughput(CausalLM model)
     {
-        Console.WriteLine("\n## Engine output tokens/s by concurrency (CPU worker, 64-token prompts, 32 new tokens each)");
+        Console.WriteLine("\n## Engine throughput by concurrency (CPU worker, BF16 KV, 64-token prompts, 32 new tokens each)");
+        Console.WriteLine("   prefill: prompt tokens / time until every sequence has its first token; decode: the tokens after that / the time after that");
         double? single = null;
         foreach (int concurrency in new[] { 1, 8, 32, 64 })
         {
-            var runner = new NonOwningRunner(model, KvCacheDType.Bf16, 2048, 16);
+            var runner = new NonOwningRunner(model, KvCacheDType.Bf16, 4096, 16);
             using var engine = new LlmEngine(runner, new EngineOptions { MaxNumSeqs = 64, MaxNumBatchedTokens = 2048, MaxModelLen = 4096, EnablePrefixCaching = false });
             var rng = new Random(5);
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var seqs = Enumerable.Range(0, concurrency).Select(_ => engine.Submit(
                 Enumerable.Range(0, 64).Select(_ => rng.Next(model.VocabSize)).ToArray(),
                 new SamplingParams { Temperature = 0, MaxTokens = 32, IgnoreEos = true })).ToList();
-            foreach (var s in seqs) foreach (var _ in s.Output.Reader.ReadAllAsync().ToBlockingEnumerable()) { }
-            double tps = concurrency * 32 / sw.Elapsed.TotalSeconds;
-            single ??= tps;
-            Console.WriteLine($"concurrency {concurrency,2}: {tps,8:F1} output tokens/s ({tps / single:F1}x batch 1)");
+            var firstToken = new double[concurrency];
+            Parallel.For(0, concurrency, i =>
+            {
+                bool first = true;
+                foreach (var _ in seqs[i].Output.Reader.ReadAllAsync().ToBlockingEnumerable())
+                    if (first) { firstToken[i] = sw.Elapsed.TotalSeconds; first = false; }
+            });
+            double end = sw.Elapsed.TotalSeconds, prefillEnd = firstToken.Max();
+            double decode = concurrency * 31 / (end - prefillEnd);
+            single ??= decode;
+            Console.WriteLine($"concurrency {concurrency,2}: prefill {concurrency * 64 / prefillEnd,7:F1} tokens/s; decode {decode,7:F1} output tokens/s ({decode / single:F1}x batch 1)");
         }
     }
 

@@ -1,3 +1,5 @@
+using Glm.Kernels.Cpu;
+
 namespace Glm.Engine;
 
 /// <summary>
@@ -26,7 +28,7 @@ public sealed class Sampler
         }
         p.Constraint?.Apply(seq.Generated.ToList(), logits);
 
-        int token = p.IsGreedy ? ArgMax(logits) : Draw(seq, logits);
+        int token = p.IsGreedy ? Activations.ArgMax(logits) : Draw(seq, logits);
         if (p.Logprobs is null) return (token, null, null);
         return (token, LogSoftmaxAt(rawLogits, token), TopLogprobs(rawLogits, p.Logprobs.Value));
     }
@@ -118,27 +120,11 @@ public sealed class Sampler
         return s;
     }
 
-    public static int ArgMax(ReadOnlySpan<float> values)
-    {
-        int best = 0;
-        for (int i = 1; i < values.Length; i++) if (values[i] > values[best]) best = i;
-        return best;
-    }
-
-    private static double LogSumExp(ReadOnlySpan<float> logits)
-    {
-        float max = float.NegativeInfinity;
-        foreach (float v in logits) if (v > max) max = v;
-        double sum = 0;
-        foreach (float v in logits) sum += Math.Exp(v - max);
-        return max + Math.Log(sum);
-    }
-
-    private static float LogSoftmaxAt(ReadOnlySpan<float> logits, int token) => (float)(logits[token] - LogSumExp(logits));
+    private static float LogSoftmaxAt(ReadOnlySpan<float> logits, int token) => (float)(logits[token] - Activations.LogSumExp(logits));
 
     private static TokenLogprob[] TopLogprobs(ReadOnlySpan<float> logits, int k)
     {
-        double lse = LogSumExp(logits);
+        double lse = Activations.LogSumExp(logits);
         var top = new List<TokenLogprob>(k + 1);
         for (int i = 0; i < logits.Length && k > 0; i++)
         {

@@ -26,6 +26,19 @@ public static class ScalarReference
         return v;
     }
 
+    /// <summary>Each of <paramref name="rows"/> activation rows gives the same bits alone as inside the batch.</summary>
+    public static void AssertRowsIndependentOfBatch(Glm.Kernels.Cpu.WeightMatrix w, float[] x, int rows)
+    {
+        var batched = new float[rows * w.Rows];
+        Glm.Kernels.Cpu.MatMul.Multiply(w, x, rows, batched);
+        for (int row = 0; row < rows; row++)
+        {
+            var alone = new float[w.Rows];
+            Glm.Kernels.Cpu.MatMul.Multiply(w, x.AsSpan(row * w.Cols, w.Cols), 1, alone);
+            Xunit.Assert.Equal(alone, batched.AsSpan(row * w.Rows, w.Rows).ToArray());
+        }
+    }
+
     /// <summary>max |a − b| / max |b|: the relative error used throughout.</summary>
     public static double RelativeError(ReadOnlySpan<float> actual, ReadOnlySpan<double> expected)
     {

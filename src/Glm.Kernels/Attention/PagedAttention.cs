@@ -19,39 +19,52 @@ public static class PagedAttention
     public static void Forward(KvStore store, int layer, ReadOnlySpan<AttentionSequence> sequences,
         float[] queries, int heads, int qDim, int groupSize, float scale, float[] output, int vDim)
     {
-        var work = new List<(int Seq, int Token, int Head)>();
+        // Work items are (sequence, token, head), numbered through a prefix sum of tokens per sequence.
+        var seqs = ArrayPool<AttentionSequence>.Shared.Rent(sequences.Length);
+        var firstItem = ArrayPool<int>.Shared.Rent(sequences.Length + 1);
         long cost = 0;
+        int items = 0;
         for (int s = 0; s < sequences.Length; s++)
-            for (int i = 0; i < sequences[s].Count; i++)
-                for (int h = 0; h < heads; h++)
-                {
-                    work.Add((s, i, h));
-                    cost += (long)(sequences[s].FirstPosition + i + 1) * (qDim + vDim);
-                }
-        var seqs = sequences.ToArray();
-        void Run(int w)
         {
-            var (s, i, h) = work[w];
-            var seq = seqs[s];
-            int ctx = seq.FirstPosition + i + 1;
-            int row = seq.Start + i;
-            float[] scores = ArrayPool<float>.Shared.Rent(ctx);
-            try
-            {
-                var slots = seq.Slots.AsSpan(0, ctx);
-                var sc = scores.AsSpan(0, ctx);
-                store.Scores(layer, h / groupSize, slots, queries.AsSpan((row * heads + h) * qDim, qDim), scale, sc);
-                Activations.Softmax(sc);
-                store.WeightedValues(layer, h / groupSize, slots, sc, output.AsSpan((row * heads + h) * vDim, vDim));
-            }
-            finally
-            {
-                ArrayPool<float>.Shared.Return(scores);
-            }
+            seqs[s] = sequences[s];
+            firstItem[s] = items;
+            items += sequences[s].Count * heads;
+            for (int i = 0; i < sequences[s].Count; i++) cost += (long)(sequences[s].FirstPosition + i + 1) * (qDim + vDim) * heads;
         }
-        if (cost < 1 << 16 || MatMul.Threads <= 1)
-            for (int w = 0; w < work.Count; w++) Run(w);
-        else
-            Parallel.For(0, work.Count, new ParallelOptions { MaxDegreeOfParallelism = MatMul.Threads }, Run);
+        firstItem[sequences.Length] = items;
+        try
+        {
+            void Run(int w)
+            {
+                int s = 0;
+                while (firstItem[s + 1] <= w) s++;
+                int local = w - firstItem[s], i = local / heads, h = local % heads;
+                var seq = seqs[s];
+                int ctx = seq.FirstPosition + i + 1;
+                int row = seq.Start + i;
+                float[] scores = ArrayPool<float>.Shared.Rent(ctx);
+                try
+                {
+                    var slots = seq.Slots.AsSpan(0, ctx);
+                    var sc = scores.AsSpan(0, ctx);
+                    store.Scores(layer, h / groupSize, slots, queries.AsSpan((row * heads + h) * qDim, qDim), scale, sc);
+                    Activations.Softmax(sc);
+                    store.WeightedValues(layer, h / groupSize, slots, sc, output.AsSpan((row * heads + h) * vDim, vDim));
+                }
+                finally
+                {
+                    ArrayPool<float>.Shared.Return(scores);
+                }
+            }
+            if (cost < 1 << 16 || MatMul.Threads <= 1)
+                for (int w = 0; w < items; w++) Run(w);
+            else
+                Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = MatMul.Threads }, Run);
+        }
+        finally
+        {
+            ArrayPool<AttentionSequence>.Shared.Return(seqs, clearArray: true);
+            ArrayPool<int>.Shared.Return(firstItem);
+        }
     }
 }

@@ -14,6 +14,24 @@ public static class Activations
 
     public static float Sigmoid(float x) => 1f / (1f + MathF.Exp(-x));
 
+    /// <summary>Index of the largest value; the first wins a tie, as torch.argmax does.</summary>
+    public static int ArgMax(ReadOnlySpan<float> values)
+    {
+        int best = 0;
+        for (int i = 1; i < values.Length; i++) if (values[i] > values[best]) best = i;
+        return best;
+    }
+
+    /// <summary>log Σ exp(x), in double, shifted by the maximum for stability.</summary>
+    public static double LogSumExp(ReadOnlySpan<float> x)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float v in x) if (v > max) max = v;
+        double sum = 0;
+        foreach (float v in x) sum += Math.Exp(v - max);
+        return max + Math.Log(sum);
+    }
+
     /// <summary>Numerically stable softmax in place.</summary>
     public static void Softmax(Span<float> x)
     {

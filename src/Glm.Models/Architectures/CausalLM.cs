@@ -37,16 +37,28 @@ public sealed class CausalLM : IDisposable
     /// </summary>
     public void Forward(ForwardBatch batch, PagedKvCache cache, Span<float> logits)
     {
-        int t = batch.TokenCount, h = Config.HiddenSize;
         if (logits.Length < (long)batch.LogitRows * VocabSize) throw new ArgumentException("logits buffer too small", nameof(logits));
         var sequences = new AttentionSequence[batch.Sequences.Count];
         for (int s = 0; s < sequences.Length; s++)
         {
             var seq = batch.Sequences[s];
-            var slots = new long[seq.ContextLength];
-            cache.SlotsFor(seq.BlockTable, slots);
+            var slots = System.Buffers.ArrayPool<long>.Shared.Rent(seq.ContextLength); // slot of each position; returned below
+            cache.SlotsFor(seq.BlockTable, slots.AsSpan(0, seq.ContextLength));
             sequences[s] = new AttentionSequence(seq.Start, seq.Count, seq.FirstPosition, slots);
         }
+        try
+        {
+            ForwardLayers(batch, cache, sequences, logits);
+        }
+        finally
+        {
+            foreach (var s in sequences) System.Buffers.ArrayPool<long>.Shared.Return(s.Slots);
+        }
+    }
+
+    private void ForwardLayers(ForwardBatch batch, PagedKvCache cache, AttentionSequence[] sequences, Span<float> logits)
+    {
+        int t = batch.TokenCount, h = Config.HiddenSize;
 
         using var hidden = new PooledFloats((long)t * h);
         for (int i = 0; i < t; i++)

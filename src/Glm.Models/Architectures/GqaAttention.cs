@@ -28,16 +28,16 @@ public sealed class GqaAttention : IAttention
     public void Forward(ReadOnlySpan<float> x, ForwardBatch batch, AttentionSequence[] sequences, KvStore cache, int layer, Span<float> output)
     {
         int t = batch.TokenCount, qw = _heads * _headDim, kw = _kvHeads * _headDim;
-        var q = new float[t * qw];
+        using var q = new PooledFloats((long)t * qw);
         using var k = new PooledFloats((long)t * kw);
         using var v = new PooledFloats((long)t * kw);
-        _q.Forward(x, t, q);
+        _q.Forward(x, t, q.Span);
         _k.Forward(x, t, k.Span);
         _v.Forward(x, t, v.Span);
         Span<float> ropeScratch = stackalloc float[_rope.ScratchLength];
         for (int i = 0; i < t; i++)
         {
-            var qi = q.AsSpan(i * qw, qw);
+            var qi = q.Span.Slice(i * qw, qw);
             var ki = k.Span.Slice(i * kw, kw);
             if (_qNorm is not null) RmsNorm.ApplyRows(qi, _heads, _qNorm, _eps, qi);
             if (_kNorm is not null) RmsNorm.ApplyRows(ki, _kvHeads, _kNorm, _eps, ki);
@@ -48,9 +48,9 @@ public sealed class GqaAttention : IAttention
             for (int i = 0; i < s.Count; i++)
                 cache.Write(layer, s.Slots[s.FirstPosition + i], k.Span.Slice((s.Start + i) * kw, kw), v.Span.Slice((s.Start + i) * kw, kw));
 
-        var attn = new float[t * qw];
-        PagedAttention.Forward(cache, layer, sequences, q, _heads, _headDim, _heads / _kvHeads, 1f / MathF.Sqrt(_headDim), attn, _headDim);
-        _o.Forward(attn, t, output);
+        using var attn = new PooledFloats((long)t * qw);
+        PagedAttention.Forward(cache, layer, sequences, q.Array, _heads, _headDim, _heads / _kvHeads, 1f / MathF.Sqrt(_headDim), attn.Array, _headDim);
+        _o.Forward(attn.Span, t, output);
     }
 
     public void Dispose()

@@ -19,6 +19,8 @@ public sealed class LatentAttention : IAttention
     private readonly float[] _kvANorm;
     private readonly Rope _rope;
     private readonly int _heads, _nope, _ropeDim, _vDim, _rank, _qHeadDim;
+    /// <summary>Each head's no-RoPE key block of kv_b_proj, transposed: row h·rank + j holds W_kb[h][:, j].</summary>
+    private readonly WeightMatrix _kbTransposed;
 
     public LatentAttention(Linear? qA, float[]? qANorm, Linear qB, Linear kvA, float[] kvANorm, Linear kvB, Linear o, Rope rope, ModelConfig c, bool qIsDirect)
     {
@@ -30,6 +32,27 @@ public sealed class LatentAttention : IAttention
         _vDim = c.VHeadDim;
         _rank = c.KvLoraRank;
         _qHeadDim = _nope + _ropeDim;
+        _kbTransposed = TransposeKeyBlocks(kvB.Weight);
+    }
+
+    /// <summary>
+    /// Built once at load so absorbing a query is a dot product per output rather than a dequantized row per
+    /// input; BF16 when kv_b is BF16 (exactly representable), float32 otherwise.
+    /// </summary>
+    private WeightMatrix TransposeKeyBlocks(WeightMatrix kvB)
+    {
+        var transposed = new float[(long)_heads * _rank * _nope];
+        var row = new float[_rank];
+        for (int h = 0; h < _heads; h++)
+            for (int d = 0; d < _nope; d++)
+            {
+                kvB.DequantizeRow(h * (_nope + _vDim) + d, row);
+                for (int j = 0; j < _rank; j++) transposed[((long)h * _rank + j) * _nope + d] = row[j];
+            }
+        if (kvB is not Bf16Matrix) return new F32Matrix(transposed, _heads * _rank, _nope);
+        var bits = new ushort[transposed.Length];
+        Glm.Kernels.Formats.BFloat16.FromFloat(transposed, bits);
+        return Bf16Matrix.FromArray(bits, _heads * _rank, _nope);
     }
 
     public IEnumerable<Linear> Linears => new[] { _qA, _qB, _kvA, _kvB, _o }.OfType<Linear>();
@@ -56,8 +79,8 @@ public sealed class LatentAttention : IAttention
         _kvA.Forward(x, t, latent.Span);
 
         Span<float> ropeScratch = stackalloc float[_rope.ScratchLength];
-        var qLatent = new float[t * _heads * latentW]; // per head: [absorbed no-RoPE query (rank) | roped query (rope dims)]
-        var kvRow = new float[_rank];
+        using var qLatentBuffer = new PooledFloats((long)t * _heads * latentW); // per head: [absorbed no-RoPE query (rank) | roped query (rope dims)]
+        var qLatent = qLatentBuffer.Array;
         for (int i = 0; i < t; i++)
         {
             var li = latent.Span.Slice(i * latentW, latentW);
@@ -68,12 +91,10 @@ public sealed class LatentAttention : IAttention
                 var qh = q.Span.Slice(i * qw + h * _qHeadDim, _qHeadDim);
                 _rope.Apply(qh[_nope..], 1, _ropeDim, batch.Positions[i], ropeScratch);
                 var dst = qLatent.AsSpan((i * _heads + h) * latentW, latentW);
-                var absorbed = dst[.._rank];
-                absorbed.Clear();
-                for (int d = 0; d < _nope; d++)
+                unsafe
                 {
-                    _kvB.Weight.DequantizeRow(h * (_nope + _vDim) + d, kvRow);
-                    Dot.Axpy(qh[d], kvRow, absorbed);
+                    fixed (float* qNope = qh)
+                        for (int j = 0; j < _rank; j++) dst[j] = _kbTransposed.DotRow(h * _rank + j, qNope);
                 }
                 qh[_nope..].CopyTo(dst[_rank..]);
             }
@@ -82,7 +103,8 @@ public sealed class LatentAttention : IAttention
             for (int i = 0; i < s.Count; i++)
                 cache.Write(layer, s.Slots[s.FirstPosition + i], latent.Span.Slice((s.Start + i) * latentW, latentW), default);
 
-        var latentOut = new float[t * _heads * _rank];
+        using var latentOutBuffer = new PooledFloats((long)t * _heads * _rank);
+        var latentOut = latentOutBuffer.Array;
         PagedAttention.Forward(cache, layer, sequences, qLatent, _heads, latentW, _heads, 1f / MathF.Sqrt(_qHeadDim), latentOut, _rank);
 
         using var attn = new PooledFloats((long)t * _heads * _vDim);
@@ -100,5 +122,6 @@ public sealed class LatentAttention : IAttention
     public void Dispose()
     {
         foreach (var l in Linears) l.Dispose();
+        _kbTransposed.Dispose();
     }
 }

@@ -1,4 +1,5 @@
 using Glm.Kernels.Attention;
+using Glm.Kernels.Cpu;
 using Glm.Models.Architectures;
 
 namespace Glm.Models.Inference;
@@ -30,7 +31,7 @@ public static class Evaluator
             {
                 var r = refLogits.AsSpan(p * vocab, vocab);
                 var c = candLogits.AsSpan(p * vocab, vocab);
-                double lseR = LogSumExp(r), lseC = LogSumExp(c);
+                double lseR = Activations.LogSumExp(r), lseC = Activations.LogSumExp(c);
                 double kl = 0;
                 for (int v = 0; v < vocab; v++)
                 {
@@ -40,7 +41,7 @@ public static class Evaluator
                 kl = Math.Max(kl, 0);
                 klSum += kl;
                 klMax = Math.Max(klMax, kl);
-                if (SequenceRunner.ArgMax(r) == SequenceRunner.ArgMax(c)) agree++;
+                if (Activations.ArgMax(r) == Activations.ArgMax(c)) agree++;
                 positions++;
                 if (p + 1 < seq.Length)
                 {
@@ -57,14 +58,5 @@ public static class Evaluator
     {
         using var runner = new SequenceRunner(model, sequence.Length, kv);
         return runner.Feed(sequence, allLogits: true);
-    }
-
-    private static double LogSumExp(ReadOnlySpan<float> x)
-    {
-        float max = float.NegativeInfinity;
-        foreach (float v in x) if (v > max) max = v;
-        double s = 0;
-        foreach (float v in x) s += Math.Exp(v - max);
-        return max + Math.Log(s);
     }
 }

@@ -1,4 +1,5 @@
 using Glm.Kernels.Attention;
+using Glm.Kernels.Cpu;
 using Glm.Models.Architectures;
 
 namespace Glm.Models.Inference;
@@ -44,18 +45,10 @@ public sealed class SequenceRunner : IDisposable
         var logits = runner.Feed(prompt);
         for (int i = 0; i < maxNewTokens; i++)
         {
-            output[i] = ArgMax(logits);
+            output[i] = Activations.ArgMax(logits);
             if (i + 1 < maxNewTokens) logits = runner.Feed([output[i]]);
         }
         return output;
-    }
-
-    /// <summary>Index of the largest value; the first one wins a tie, as torch.argmax does.</summary>
-    public static int ArgMax(ReadOnlySpan<float> values)
-    {
-        int best = 0;
-        for (int i = 1; i < values.Length; i++) if (values[i] > values[best]) best = i;
-        return best;
     }
 
     public void Dispose() => _cache.Dispose();

@@ -42,8 +42,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         var messages = r.Element("messages") ?? throw ApiException.BadRequest("'messages' is required.", "messages");
         ValidateMessages(messages);
         bool stream = r.Bool("stream") ?? false;
-        bool includeUsage = stream && r.Element("stream_options") is { ValueKind: JsonValueKind.Object } so
-            && so.TryGetProperty("include_usage", out var iu) && iu.ValueKind == JsonValueKind.True;
+        bool includeUsage = r.StreamIncludeUsage(stream);
         bool logprobs = r.Bool("logprobs") ?? false;
         int? topLogprobs = r.Int("top_logprobs", 0, 20);
         if (topLogprobs is not null && !logprobs) throw ApiException.BadRequest("'top_logprobs' requires 'logprobs' to be true.", "top_logprobs");

@@ -19,8 +19,7 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
         bool echo = r.Bool("echo") ?? false;
         int? logprobs = r.Int("logprobs", 0, 20);
         bool returnTokenIds = r.Bool("return_token_ids") ?? false;
-        bool includeUsage = stream && r.Element("stream_options") is { ValueKind: JsonValueKind.Object } so
-            && so.TryGetProperty("include_usage", out var iu) && iu.ValueKind == JsonValueKind.True;
+        bool includeUsage = r.StreamIncludeUsage(stream);
 
         var requests = prompts.Select(p => SamplingRequest.Parse(r, model, p.Length, chat: false, logprobs)).ToList();
         string id = "cmpl-" + Guid.NewGuid().ToString("N");

@@ -64,6 +64,10 @@ public sealed class RequestReader(JsonElement root)
         return (int)l;
     }
 
+    /// <summary>stream_options.include_usage, which only means something for streamed responses.</summary>
+    public bool StreamIncludeUsage(bool stream) => stream && Element("stream_options") is { ValueKind: JsonValueKind.Object } so
+        && so.TryGetProperty("include_usage", out var iu) && iu.ValueKind == JsonValueKind.True;
+
     public List<string> Stop()
     {
         if (Element("stop") is not { } v) return [];
