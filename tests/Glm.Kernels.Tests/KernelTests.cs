@@ -103,8 +103,8 @@ public class KernelTests
                     RopeLayout.HalfSplit => (i, i + rotary / 2, i, i + rotary / 2),
                     _ => (2 * i, 2 * i + 1, i, i + rotary / 2),
                 };
-                Assert.Equal(x[o + a] * Math.Cos(angle) - x[o + b] * Math.Sin(angle), y[o + outA], 4);
-                Assert.Equal(x[o + b] * Math.Cos(angle) + x[o + a] * Math.Sin(angle), y[o + outB], 4);
+                Assert.Equal(x[o + a] * Math.Cos(angle) - x[o + b] * Math.Sin(angle), y[o + outA], 1e-4);
+                Assert.Equal(x[o + b] * Math.Cos(angle) + x[o + a] * Math.Sin(angle), y[o + outB], 1e-4);
             }
             for (int d = rotary; d < headDim; d++) Assert.Equal(x[o + d], y[o + d]);
         }
