@@ -133,6 +133,16 @@ public class ApiTests(ChatFixtureServer server) : IClassFixture<ChatFixtureServe
     }
 
     [Fact]
+    public async Task OpenApiDocumentDescribesTheEndpoints()
+    {
+        var doc = await server.Http.GetFromJsonAsync<JsonElement>("/openapi.json");
+        var paths = doc.GetProperty("paths");
+        foreach (var path in new[] { "/v1/chat/completions", "/v1/completions", "/v1/models", "/tokenize", "/detokenize", "/health" })
+            Assert.True(paths.TryGetProperty(path, out _), $"{path} missing from the OpenAPI document");
+        Assert.True(paths.GetProperty("/v1/chat/completions").GetProperty("post").TryGetProperty("requestBody", out _));
+    }
+
+    [Fact]
     public async Task CompletionsAcceptTextIdsAndListsAndRejectSuffix()
     {
         foreach (object prompt in new object[] { "Hello", new[] { 5, 6, 7 }, new object[] { "Hello", new[] { 5, 6, 7 } } })
