@@ -132,4 +132,41 @@ public class DemoModelTests(DemoServer server) : IClassFixture<DemoServer>
             Assert.Equal(whole.ToolCalls[i].FunctionArguments.ToString(), args[i].ToString());
         }
     }
+
+    private static readonly string WeatherTool = """
+        {"type":"function","function":{"name":"get_weather","description":"Get the current weather for a city","parameters":{"type":"object","properties":{"city":{"type":"string","description":"City name"},"unit":{"type":"string","enum":["celsius","fahrenheit"]}},"required":["city"]}}}
+        """;
+    private static readonly string CalculatorTool = """
+        {"type":"function","function":{"name":"calculator","description":"Evaluate an arithmetic expression exactly","parameters":{"type":"object","properties":{"expression":{"type":"string"}},"required":["expression"]}}}
+        """;
+
+    [Theory]
+    [InlineData("Hello!", "named")]
+    [InlineData("What is the capital of Japan?", "required")]
+    public async Task ToolChoiceForcesAValidGlmCallEvenWhereTheModelWouldAnswer(string user, string mode)
+    {
+        object toolChoice = mode == "named" ? new { type = "function", function = new { name = "get_weather" } } : "required";
+        using var response = await server.Http.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = "glm-demo", temperature = 0, max_tokens = 64,
+            messages = new[] { new { role = "user", content = user } },
+            tools = new[] { JsonDocument.Parse(WeatherTool).RootElement, JsonDocument.Parse(CalculatorTool).RootElement },
+            tool_choice = toolChoice,
+        });
+        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.True(response.IsSuccessStatusCode, body.ToString());
+        var choice = body.GetProperty("choices")[0];
+        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+        var calls = choice.GetProperty("message").GetProperty("tool_calls");
+        Assert.True(calls.GetArrayLength() >= 1);
+        foreach (var call in calls.EnumerateArray())
+        {
+            string name = call.GetProperty("function").GetProperty("name").GetString()!;
+            if (mode == "named") Assert.Equal("get_weather", name);
+            else Assert.Contains(name, new[] { "get_weather", "calculator" });
+            using var args = JsonDocument.Parse(call.GetProperty("function").GetProperty("arguments").GetString()!);
+            var allowed = name == "get_weather" ? new[] { "city", "unit" } : new[] { "expression" };
+            foreach (var p in args.RootElement.EnumerateObject()) Assert.Contains(p.Name, allowed);
+        }
+    }
 }

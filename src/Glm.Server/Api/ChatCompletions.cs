@@ -70,14 +70,15 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         }
         var promptIds = model.Tokenizer.Encode(prompt);
         var sampling = SamplingRequest.Parse(r, model, promptIds.Length, chat: true, logprobs ? topLogprobs ?? 0 : null);
+        var schemas = ToolSchemas.FromOpenAiTools(tools);
         if (forcedName is not null || toolChoice == "required")
         {
-            // GLM emits calls as XML, not JSON: force the opening of a call (and its name when one is named).
-            var forced = model.Tokenizer.Encode("<tool_call>" + (forcedName ?? ""));
-            sampling = sampling with { Params = sampling.Params with { Constraint = new ForcedPrefixConstraint(forced) } };
+            // A grammar over GLM's XML call form with the schema's keys: GLM emits calls as XML, never JSON.
+            var keys = schemas.ArgumentKeys();
+            var allowed = forcedName is null ? keys : new Dictionary<string, string[]> { [forcedName] = keys[forcedName] };
+            var grammar = new ToolCallGrammar(allowed, singleCall: forcedName is not null);
+            sampling = sampling with { Params = sampling.Params with { Constraint = new ToolCallConstraint(grammar, model.Tokenizer, model.Config.EosTokenIds) } };
         }
-
-        var schemas = ToolSchemas.FromOpenAiTools(tools);
         bool parseTools = tools is not null && toolChoice != "none" && host.Options.ToolCallParser is not null;
         bool parseReasoning = host.Options.ReasoningParser is not null;
         bool promptOpenedThink = ReasoningParser.PromptOpensThink(prompt);
@@ -310,18 +311,5 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
             return;
         }
         throw ApiException.BadRequest($"response_format type '{t}' is not supported (text, json_object, json_schema).", "response_format");
-    }
-}
-
-/// <summary>Forces the first generated tokens to a fixed sequence (the opening of a GLM tool call).</summary>
-public sealed class ForcedPrefixConstraint(int[] prefix) : ITokenConstraint
-{
-    public void Apply(IReadOnlyList<int> generated, Span<float> logits)
-    {
-        if (generated.Count >= prefix.Length) return;
-        int allowed = prefix[generated.Count];
-        float keep = logits[allowed];
-        logits.Fill(float.NegativeInfinity);
-        logits[allowed] = float.IsNegativeInfinity(keep) ? 0 : keep;
     }
 }

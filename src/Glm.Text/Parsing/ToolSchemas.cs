@@ -44,6 +44,9 @@ public sealed class ToolSchemas
 
     public bool HasTool(string name) => _types.ContainsKey(name);
 
+    /// <summary>Each tool's argument keys, as declared in its JSON schema.</summary>
+    public IReadOnlyDictionary<string, string[]> ArgumentKeys() => _types.ToDictionary(kv => kv.Key, kv => kv.Value.Keys.ToArray());
+
     /// <summary>
     /// The JSON text of one argument value: raw text for string parameters; parsed JSON for numbers, booleans,
     /// arrays and objects (kept as a string if it does not parse); unknown parameters parsed when they are JSON.

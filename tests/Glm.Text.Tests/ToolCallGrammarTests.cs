@@ -1,0 +1,45 @@
+using Glm.Text.Parsing;
+
+namespace Glm.Text.Tests;
+
+public class ToolCallGrammarTests
+{
+    private static readonly Dictionary<string, string[]> Functions = new()
+    {
+        ["get_weather"] = ["city", "unit"],
+        ["now"] = [],
+    };
+
+    [Theory]
+    [InlineData("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>北京 </arg_value>\n</tool_call>")]
+    [InlineData("\n<tool_call>get_weather<arg_key>city</arg_key><arg_value>Oslo</arg_value><arg_key>unit</arg_key><arg_value>c</arg_value></tool_call>")]
+    [InlineData("<tool_call>now</tool_call>")]
+    [InlineData("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>a < b and <arg_val</arg_value>\n</tool_call>\n<tool_call>now\n</tool_call>")]
+    public void CompleteCallsAreAcceptedAndMayEnd(string text)
+    {
+        var g = new ToolCallGrammar(Functions, singleCall: false);
+        var state = g.Advance(g.Initial, text);
+        Assert.NotNull(state);
+        Assert.True(state.Value.CanEnd);
+        // Every prefix is a valid prefix too (the property constrained decoding relies on).
+        for (int i = 0; i < text.Length; i++) Assert.NotNull(g.Advance(g.Initial, text.AsSpan(0, i)));
+        Assert.False(g.Advance(g.Initial, text.AsSpan(0, text.Length - 1))!.Value.CanEnd);
+    }
+
+    [Theory]
+    [InlineData("Hello")]                                              // no call at all
+    [InlineData("<tool_call>get_time\n")]                              // unknown function
+    [InlineData("<tool_call>get_weather\n<arg_key>country</arg_key>")] // key not in the schema
+    [InlineData("<tool_call>get_weather\n{\"city\": \"Oslo\"}")]       // JSON, which GLM does not emit
+    public void TextOutsideTheGrammarIsRejected(string text) =>
+        Assert.Null(new ToolCallGrammar(Functions, singleCall: false).Advance(new ToolCallGrammar(Functions, false).Initial, text));
+
+    [Fact]
+    public void ANamedChoiceAllowsExactlyOneCall()
+    {
+        var g = new ToolCallGrammar(new Dictionary<string, string[]> { ["now"] = [] }, singleCall: true);
+        var done = g.Advance(g.Initial, "<tool_call>now</tool_call>");
+        Assert.True(done!.Value.CanEnd);
+        Assert.Null(g.Advance(done.Value, "\n"));
+    }
+}
