@@ -169,4 +169,30 @@ public class DemoModelTests(DemoServer server) : IClassFixture<DemoServer>
             foreach (var p in args.RootElement.EnumerateObject()) Assert.Contains(p.Name, allowed);
         }
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ParallelToolCallsFalseKeepsOnlyTheFirstCall(bool stream)
+    {
+        // Probe 6 makes two get_time calls when parallel calls are allowed.
+        var probe = Probe(6);
+        var body = (Dictionary<string, object?>)Request(probe, stream);
+        body["parallel_tool_calls"] = false;
+        using var response = await server.Http.PostAsJsonAsync("/v1/chat/completions", body);
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, text);
+        if (!stream)
+        {
+            var calls = JsonDocument.Parse(text).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("tool_calls");
+            Assert.Equal(1, calls.GetArrayLength());
+            Assert.Contains("Oslo", calls[0].GetProperty("function").GetProperty("arguments").GetString());
+        }
+        else
+        {
+            Assert.Contains("\"index\":0", text);
+            Assert.DoesNotContain("\"index\":1,\"id\"", text);
+            Assert.Contains("\"finish_reason\":\"tool_calls\"", text);
+        }
+    }
 }

@@ -26,6 +26,8 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         public readonly List<ParsedToolCall> Calls = [];
         public readonly List<object> Logprobs = [];
         public readonly List<int> TokenIds = [];
+        /// <summary>1 when the request set parallel_tool_calls false: later calls are dropped, as vLLM does.</summary>
+        public int MaxToolCalls = int.MaxValue;
         public string Finish = "stop";
         public object? StopReason;
     }
@@ -71,12 +73,13 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         var promptIds = model.Tokenizer.Encode(prompt);
         var sampling = SamplingRequest.Parse(r, model, promptIds.Length, chat: true, logprobs ? topLogprobs ?? 0 : null);
         var schemas = ToolSchemas.FromOpenAiTools(tools);
+        bool parallelToolCalls = r.Bool("parallel_tool_calls") ?? true;
         if (forcedName is not null || toolChoice == "required")
         {
             // A grammar over GLM's XML call form with the schema's keys: GLM emits calls as XML, never JSON.
             var keys = schemas.ArgumentKeys();
             var allowed = forcedName is null ? keys : new Dictionary<string, string[]> { [forcedName] = keys[forcedName] };
-            var grammar = new ToolCallGrammar(allowed, singleCall: forcedName is not null);
+            var grammar = new ToolCallGrammar(allowed, singleCall: forcedName is not null || !parallelToolCalls);
             sampling = sampling with { Params = sampling.Params with { Constraint = new ToolCallConstraint(grammar, model.Tokenizer, model.Config.EosTokenIds) } };
         }
         bool parseTools = tools is not null && toolChoice != "none" && host.Options.ToolCallParser is not null;
@@ -99,6 +102,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
                     Stream = new TextStream(model.Engine, model.Tokenizer, seq, sampling.Stop, sampling.SkipSpecialTokens, sampling.IncludeStopInOutput),
                     Reasoning = parseReasoning ? new ReasoningParser(promptOpenedThink) : null,
                     Tools = parseTools ? new ToolCallParser(schemas) : null,
+                    MaxToolCalls = parallelToolCalls ? int.MaxValue : 1,
                 });
             }
         }
@@ -242,6 +246,9 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
                     c.Content.Append(text2);
                     deltas.Add(new() { ["content"] = text2 });
                     break;
+                case ToolCallStartEvent s when s.Index >= c.MaxToolCalls:
+                case ToolCallArgumentsEvent a2 when a2.Index >= c.MaxToolCalls:
+                    break;
                 case ToolCallStartEvent s:
                     deltas.Add(new() { ["tool_calls"] = new[] { new { index = s.Index, id = s.Id, type = "function", function = new { name = s.Name, arguments = "" } } } });
                     break;
@@ -251,7 +258,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
             }
         }
         c.Calls.Clear();
-        c.Calls.AddRange(c.Tools.Calls);
+        c.Calls.AddRange(c.Tools.Calls.Take(c.MaxToolCalls));
         if (final && c.HeldWhitespace.Length > 0 && c.Calls.Count == 0)
         {
             c.Content.Append(c.HeldWhitespace);
