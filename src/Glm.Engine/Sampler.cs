@@ -67,17 +67,27 @@ public sealed class Sampler
         if (needsOrder)
         {
             for (int i = 0; i < order.Length; i++) order[i] = i;
-            var probs = _work;
-            order.Sort((a, b) => probs[b] != probs[a] ? probs[b].CompareTo(probs[a]) : a.CompareTo(b));
-            if (p.TopK > 0) candidates = Math.Min(candidates, p.TopK);
-            if (p.TopP < 1f)
+            int limitK = p.TopK > 0 ? Math.Min(p.TopK, order.Length) : order.Length;
+            // Only the head of the distribution is ever needed: select and sort the largest `head` entries
+            // (probability descending, then id), growing the head until the nucleus fits inside it.
+            // With top-k the nucleus is taken within the renormalised top k, so select all k at once.
+            int head = p.TopK > 0 ? limitK : Math.Min(limitK, 256);
+            while (true)
             {
-                double cumulative = 0, limit = p.TopP * SumOf(logits, order[..candidates]);
-                for (int k = 0; k < candidates; k++)
+                SelectLargest(order, head, _work);
+                order[..head].Sort(new ProbabilityOrder(_work));
+                candidates = head;
+                if (p.TopP >= 1f) break;
+                double mass = p.TopK > 0 ? SumOf(logits, order[..head]) : sum;
+                double cumulative = 0, limit = p.TopP * mass;
+                bool reached = false;
+                for (int k = 0; k < head; k++)
                 {
                     cumulative += logits[order[k]];
-                    if (cumulative >= limit) { candidates = k + 1; break; }
+                    if (cumulative >= limit) { candidates = k + 1; reached = true; break; }
                 }
+                if (reached || head == limitK) break;
+                head = Math.Min(limitK, head * 4);
             }
         }
         if (p.MinP > 0)
@@ -104,6 +114,33 @@ public sealed class Sampler
             if (u < 0) return i;
         }
         return last;
+    }
+
+    /// <summary>Probability descending, then token id: a total order, so selection is deterministic.</summary>
+    private readonly struct ProbabilityOrder(float[] probs) : IComparer<int>
+    {
+        public int Compare(int a, int b) => probs[b] != probs[a] ? probs[b].CompareTo(probs[a]) : a.CompareTo(b);
+    }
+
+    /// <summary>Moves the <paramref name="k"/> first entries under <see cref="ProbabilityOrder"/> to the front (quickselect).</summary>
+    private static void SelectLargest(Span<int> order, int k, float[] probs)
+    {
+        var cmp = new ProbabilityOrder(probs);
+        int lo = 0, hi = order.Length - 1;
+        while (lo < hi)
+        {
+            int pivot = order[lo + (hi - lo) / 2];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (cmp.Compare(order[i], pivot) < 0) i++;
+                while (cmp.Compare(order[j], pivot) > 0) j--;
+                if (i <= j) { (order[i], order[j]) = (order[j], order[i]); i++; j--; }
+            }
+            if (k - 1 <= j) hi = j;
+            else if (k - 1 >= i) lo = i;
+            else break;
+        }
     }
 
     private static double SumOf(Span<float> probs, ReadOnlySpan<int> ids)

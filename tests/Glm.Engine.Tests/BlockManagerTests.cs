@@ -65,3 +65,43 @@ public class BlockManagerTests
         Assert.True(blocks.AccountingIsExact(out var problem), problem);
     }
 }
+
+public class SamplerTests
+{
+    /// <summary>Reference: full sort by (probability desc, id), top-k, top-p on the renormalised head, then the draw.</summary>
+    private static int Reference(float[] logits, float temperature, int topK, float topP, ulong seed)
+    {
+        var probs = logits.Select(l => Math.Exp(l / temperature - logits.Max() / temperature)).ToArray();
+        var order = Enumerable.Range(0, logits.Length).OrderByDescending(i => (float)probs[i]).ThenBy(i => i).ToList();
+        int candidates = topK > 0 ? Math.Min(topK, order.Count) : order.Count;
+        double mass = order.Take(candidates).Sum(i => (double)(float)probs[i]), cumulative = 0;
+        for (int k = 0; k < candidates && topP < 1; k++)
+        {
+            cumulative += (float)probs[order[k]];
+            if (cumulative >= topP * mass) { candidates = k + 1; break; }
+        }
+        double total = order.Take(candidates).Sum(i => (double)(float)probs[i]);
+        double u = new SplitMix64(seed).NextDouble() * total;
+        for (int k = 0; k < candidates; k++) { u -= (float)probs[order[k]]; if (u < 0) return order[k]; }
+        return order[candidates - 1];
+    }
+
+    [Theory]
+    [InlineData(1.0f, 0, 0.9f)]
+    [InlineData(0.7f, 40, 1.0f)]
+    [InlineData(1.3f, 50, 0.8f)]
+    [InlineData(2.0f, 0, 0.99f)]
+    public void TopKAndTopPMatchAFullSortReference(float temperature, int topK, float topP)
+    {
+        var rng = new Random(Environment.TickCount);
+        var sampler = new Sampler();
+        for (int trial = 0; trial < 15; trial++)
+        {
+            var logits = Enumerable.Range(0, 20000).Select(_ => (float)(rng.NextDouble() * 12 - 6)).ToArray();
+            ulong seed = (ulong)rng.NextInt64();
+            var seq = new Sequence([1, 2, 3], new SamplingParams { Temperature = temperature, TopK = topK, TopP = topP }, seed);
+            var (token, _, _) = sampler.Sample(seq, logits, []);
+            Assert.Equal(Reference(logits, temperature, topK, topP, seed), token);
+        }
+    }
+}
