@@ -40,9 +40,8 @@ public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCod
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public override void WeightedValues(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, Span<float> output)
+    public override void AccumulateValues(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, Span<float> output)
     {
-        output.Clear();
         bool prefix = Layout.ValueIsKeyPrefix;
         for (int t = 0; t < slots.Length; t++)
         {

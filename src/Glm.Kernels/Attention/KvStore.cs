@@ -27,7 +27,14 @@ public abstract unsafe class KvStore : IDisposable
     public abstract void Scores(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> q, float scale, Span<float> scores);
 
     /// <summary>output = Σ_t probs[t] · value(slots[t], head); output has ValueDim elements and is overwritten.</summary>
-    public abstract void WeightedValues(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, Span<float> output);
+    public void WeightedValues(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, Span<float> output)
+    {
+        output.Clear();
+        AccumulateValues(layer, head, slots, probs, output);
+    }
+
+    /// <summary>output += Σ_t probs[t] · value(slots[t], head), in slot order.</summary>
+    public abstract void AccumulateValues(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, Span<float> output);
 
     /// <summary>Decodes one stored key (tests and error measurement).</summary>
     public abstract void ReadKey(int layer, long slot, int head, Span<float> destination);

@@ -8,18 +8,23 @@ public readonly record struct AttentionSequence(int Start, int Count, int FirstP
 
 /// <summary>
 /// Causal attention of a batch of queries against the paged cache (decode and chunked prefill alike): query at
-/// position p sees cached positions 0..p of its own sequence. Each (token, head) is reduced in one fixed order, so
-/// a row's result does not depend on what else is in the batch.
+/// position p sees cached positions 0..p of its own sequence. One work item is a (token, KV head) pair: the cache
+/// is walked in chunks, and every query head sharing that KV head is served from a chunk while it is in cache,
+/// so grouped-query attention reads each KV record once rather than once per query head. Each head still sums
+/// in position order, so a row's result does not depend on what else is in the batch.
 /// </summary>
 public static class PagedAttention
 {
+    private const int Chunk = 128;
+
     /// <param name="queries">[tokens, heads, qDim]</param>
     /// <param name="output">[tokens, heads, vDim]</param>
     /// <param name="groupSize">query heads per KV head</param>
     public static void Forward(KvStore store, int layer, ReadOnlySpan<AttentionSequence> sequences,
         float[] queries, int heads, int qDim, int groupSize, float scale, float[] output, int vDim)
     {
-        // Work items are (sequence, token, head), numbered through a prefix sum of tokens per sequence.
+        int kvHeads = heads / groupSize;
+        // Work items are (sequence, token, KV head), numbered through a prefix sum of tokens per sequence.
         var seqs = ArrayPool<AttentionSequence>.Shared.Rent(sequences.Length);
         var firstItem = ArrayPool<int>.Shared.Rent(sequences.Length + 1);
         long cost = 0;
@@ -28,7 +33,7 @@ public static class PagedAttention
         {
             seqs[s] = sequences[s];
             firstItem[s] = items;
-            items += sequences[s].Count * heads;
+            items += sequences[s].Count * kvHeads;
             for (int i = 0; i < sequences[s].Count; i++) cost += (long)(sequences[s].FirstPosition + i + 1) * (qDim + vDim) * heads;
         }
         firstItem[sequences.Length] = items;
@@ -38,18 +43,37 @@ public static class PagedAttention
             {
                 int s = 0;
                 while (firstItem[s + 1] <= w) s++;
-                int local = w - firstItem[s], i = local / heads, h = local % heads;
+                int local = w - firstItem[s], i = local / kvHeads, kvh = local % kvHeads;
                 var seq = seqs[s];
                 int ctx = seq.FirstPosition + i + 1;
                 int row = seq.Start + i;
-                float[] scores = ArrayPool<float>.Shared.Rent(ctx);
+                float[] scores = ArrayPool<float>.Shared.Rent(ctx * groupSize);
                 try
                 {
                     var slots = seq.Slots.AsSpan(0, ctx);
-                    var sc = scores.AsSpan(0, ctx);
-                    store.Scores(layer, h / groupSize, slots, queries.AsSpan((row * heads + h) * qDim, qDim), scale, sc);
-                    Activations.Softmax(sc);
-                    store.WeightedValues(layer, h / groupSize, slots, sc, output.AsSpan((row * heads + h) * vDim, vDim));
+                    for (int start = 0; start < ctx; start += Chunk)
+                    {
+                        int n = Math.Min(Chunk, ctx - start);
+                        for (int g = 0; g < groupSize; g++)
+                        {
+                            int h = kvh * groupSize + g;
+                            store.Scores(layer, kvh, slots.Slice(start, n), queries.AsSpan((row * heads + h) * qDim, qDim), scale, scores.AsSpan(g * ctx + start, n));
+                        }
+                    }
+                    for (int g = 0; g < groupSize; g++)
+                    {
+                        Activations.Softmax(scores.AsSpan(g * ctx, ctx));
+                        output.AsSpan((row * heads + kvh * groupSize + g) * vDim, vDim).Clear();
+                    }
+                    for (int start = 0; start < ctx; start += Chunk)
+                    {
+                        int n = Math.Min(Chunk, ctx - start);
+                        for (int g = 0; g < groupSize; g++)
+                        {
+                            int h = kvh * groupSize + g;
+                            store.AccumulateValues(layer, kvh, slots.Slice(start, n), scores.AsSpan(g * ctx + start, n), output.AsSpan((row * heads + h) * vDim, vDim));
+                        }
+                    }
                 }
                 finally
                 {
