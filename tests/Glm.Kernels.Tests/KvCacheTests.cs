@@ -26,10 +26,14 @@ public class KvCacheTests
         var decoded = new float[dim];
         store.ReadKey(0, 5, 1, decoded);
         var original = keys.AsSpan(dim, dim);
-        float min = float.MaxValue, max = float.MinValue, absMax = 0;
-        foreach (float v in original) { min = Math.Min(min, v); max = Math.Max(max, v); absMax = Math.Max(absMax, Math.Abs(v)); }
+        float absMax = 0;
+        foreach (float v in original) absMax = Math.Max(absMax, Math.Abs(v));
         for (int i = 0; i < dim; i++)
         {
+            // Int4 ranges are per group of 64 values.
+            var group = original.Slice(i / 64 * 64, Math.Min(64, dim - i / 64 * 64));
+            float min = float.MaxValue, max = float.MinValue;
+            foreach (float v in group) { min = Math.Min(min, v); max = Math.Max(max, v); }
             double bound = dtype switch
             {
                 KvCacheDType.F32 => 0,

@@ -133,14 +133,19 @@ public readonly unsafe struct Fp8Codec : IKvCodec
 }
 
 /// <summary>
-/// Asymmetric 4-bit: FP16 scale and FP16 minimum per token and head, then the codes; value = code · scale + minimum.
-/// Quantized against the FP16-rounded scale so decode inverts encode exactly. Each full run of 32 values is packed
-/// for SIMD (byte j: value j low nibble, value j + 16 high nibble); a shorter tail is packed in pairs.
+/// Asymmetric 4-bit in groups of 64 values: per group an FP16 scale and FP16 minimum (value = code · scale +
+/// minimum), quantized against the FP16-rounded scale so decode inverts encode exactly; then the codes. Each
+/// full run of 32 values is packed for SIMD (byte j: value j low nibble, value j + 16 high nibble); a shorter
+/// tail is packed in pairs. Groups keep a head's outliers from coarsening the rest, and put MLA's RoPE part
+/// (the last 64 of 576) in its own range.
 /// </summary>
 public readonly unsafe struct Int4Codec : IKvCodec
 {
+    public const int GroupSize = 64;
+
     public static KvCacheDType DType => KvCacheDType.Int4;
-    public static int RecordBytes(int dim) => 4 + (dim + 1) / 2;
+    private static int Groups(int dim) => (dim + GroupSize - 1) / GroupSize;
+    public static int RecordBytes(int dim) => 4 * Groups(dim) + (dim + 1) / 2;
 
     /// <summary>Byte and nibble (0 low, 1 high) holding element i of a record of <paramref name="dim"/> values.</summary>
     private static (int Byte, int High) Place(int i, int dim)
@@ -153,20 +158,26 @@ public readonly unsafe struct Int4Codec : IKvCodec
 
     public static void Encode(ReadOnlySpan<float> source, byte* record)
     {
-        float min = float.PositiveInfinity, max = float.NegativeInfinity;
-        foreach (float v in source) { min = MathF.Min(min, v); max = MathF.Max(max, v); }
-        Half minH = (Half)min, scaleH = (Half)((max - min) / 15f);
-        float minF = (float)minH, scaleF = (float)scaleH;
-        ((Half*)record)[0] = scaleH;
-        ((Half*)record)[1] = minH;
-        float inv = scaleF > 0 ? 1f / scaleF : 0f;
-        byte* codes = record + 4;
-        new Span<byte>(codes, (source.Length + 1) / 2).Clear();
-        for (int i = 0; i < source.Length; i++)
+        int dim = source.Length, groups = Groups(dim);
+        var header = (Half*)record;
+        byte* codes = record + 4 * groups;
+        new Span<byte>(codes, (dim + 1) / 2).Clear();
+        for (int g = 0; g < groups; g++)
         {
-            int c = Math.Clamp((int)MathF.Round((source[i] - minF) * inv, MidpointRounding.ToEven), 0, 15);
-            var (b, high) = Place(i, source.Length);
-            codes[b] |= (byte)(c << (4 * high));
+            var values = source.Slice(g * GroupSize, Math.Min(GroupSize, dim - g * GroupSize));
+            float min = float.PositiveInfinity, max = float.NegativeInfinity;
+            foreach (float v in values) { min = MathF.Min(min, v); max = MathF.Max(max, v); }
+            Half minH = (Half)min, scaleH = (Half)((max - min) / 15f);
+            float minF = (float)minH, scaleF = (float)scaleH;
+            header[2 * g] = scaleH;
+            header[2 * g + 1] = minH;
+            float inv = scaleF > 0 ? 1f / scaleF : 0f;
+            for (int k = 0; k < values.Length; k++)
+            {
+                int c = Math.Clamp((int)MathF.Round((values[k] - minF) * inv, MidpointRounding.ToEven), 0, 15);
+                var (b, high) = Place(g * GroupSize + k, dim);
+                codes[b] |= (byte)(c << (4 * high));
+            }
         }
     }
 
@@ -189,70 +200,93 @@ public readonly unsafe struct Int4Codec : IKvCodec
                 Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8))));
     }
 
+    /// <summary>q · (c·scale + min) per group = scale · Σ q_i c_i + min · Σ q_i.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Dot(byte* record, ReadOnlySpan<float> q)
     {
-        float scale = (float)((Half*)record)[0], min = (float)((Half*)record)[1];
-        byte* codes = record + 4;
-        int n = q.Length, full = Avx2.IsSupported && Fma.IsSupported ? n / 32 * 32 : 0;
-        // q · (c·scale + min) = scale · Σ q_i c_i + min · Σ q_i
-        float sumQc = 0, sumQ = 0;
+        int n = q.Length, groups = Groups(n);
+        var header = (Half*)record;
+        byte* codes = record + 4 * groups;
+        bool simd = Avx2.IsSupported && Fma.IsSupported;
+        int full = n / 32 * 32;
+        float total = 0;
         fixed (float* pq = q)
         {
-            if (full > 0)
+            for (int g = 0; g < groups; g++)
             {
-                Vector256<float> a0 = default, a1 = default, s0 = default, s1 = default;
-                for (int i = 0; i < full; i += 32)
+                int start = g * GroupSize, end = Math.Min(n, start + GroupSize);
+                float sumQc = 0, sumQ = 0;
+                int i = start;
+                if (simd)
                 {
-                    var (w0, w1, w2, w3) = Unpack32(codes + i / 2);
-                    Vector256<float> q0 = Avx.LoadVector256(pq + i), q1 = Avx.LoadVector256(pq + i + 8), q2 = Avx.LoadVector256(pq + i + 16), q3 = Avx.LoadVector256(pq + i + 24);
-                    a0 = Fma.MultiplyAdd(q0, w0, a0);
-                    a1 = Fma.MultiplyAdd(q1, w1, a1);
-                    a0 = Fma.MultiplyAdd(q2, w2, a0);
-                    a1 = Fma.MultiplyAdd(q3, w3, a1);
-                    s0 = Avx.Add(s0, Avx.Add(q0, q2));
-                    s1 = Avx.Add(s1, Avx.Add(q1, q3));
+                    Vector256<float> a0 = default, a1 = default, s0 = default, s1 = default;
+                    for (; i + 32 <= end && i + 32 <= full; i += 32)
+                    {
+                        var (w0, w1, w2, w3) = Unpack32(codes + i / 2);
+                        Vector256<float> q0 = Avx.LoadVector256(pq + i), q1 = Avx.LoadVector256(pq + i + 8), q2 = Avx.LoadVector256(pq + i + 16), q3 = Avx.LoadVector256(pq + i + 24);
+                        a0 = Fma.MultiplyAdd(q0, w0, a0);
+                        a1 = Fma.MultiplyAdd(q1, w1, a1);
+                        a0 = Fma.MultiplyAdd(q2, w2, a0);
+                        a1 = Fma.MultiplyAdd(q3, w3, a1);
+                        s0 = Avx.Add(s0, Avx.Add(q0, q2));
+                        s1 = Avx.Add(s1, Avx.Add(q1, q3));
+                    }
+                    sumQc = Vector256.Sum(a0 + a1);
+                    sumQ = Vector256.Sum(s0 + s1);
                 }
-                sumQc = Vector256.Sum(a0 + a1);
-                sumQ = Vector256.Sum(s0 + s1);
-            }
-            for (int i = full; i < n; i++)
-            {
-                sumQc = MathF.FusedMultiplyAdd(pq[i], CodeAt(codes, i, n), sumQc);
-                sumQ += pq[i];
+                for (; i < end; i++)
+                {
+                    sumQc = MathF.FusedMultiplyAdd(pq[i], CodeAt(codes, i, n), sumQc);
+                    sumQ += pq[i];
+                }
+                total += (float)header[2 * g] * sumQc + (float)header[2 * g + 1] * sumQ;
             }
         }
-        return scale * sumQc + min * sumQ;
+        return total;
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Accumulate(byte* record, float weight, Span<float> acc)
     {
-        float scale = (float)((Half*)record)[0] * weight, offset = (float)((Half*)record)[1] * weight;
-        byte* codes = record + 4;
-        int n = acc.Length, full = Avx2.IsSupported && Fma.IsSupported ? n / 32 * 32 : 0;
+        int n = acc.Length, groups = Groups(n);
+        var header = (Half*)record;
+        byte* codes = record + 4 * groups;
+        bool simd = Avx2.IsSupported && Fma.IsSupported;
+        int full = n / 32 * 32;
         fixed (float* pa = acc)
         {
-            if (full > 0)
+            for (int g = 0; g < groups; g++)
             {
-                var vs = Vector256.Create(scale);
-                var vo = Vector256.Create(offset);
-                for (int i = 0; i < full; i += 32)
+                float scale = (float)header[2 * g] * weight, offset = (float)header[2 * g + 1] * weight;
+                int start = g * GroupSize, end = Math.Min(n, start + GroupSize);
+                int i = start;
+                if (simd)
                 {
-                    var (w0, w1, w2, w3) = Unpack32(codes + i / 2);
-                    Avx.Add(Avx.LoadVector256(pa + i), Fma.MultiplyAdd(w0, vs, vo)).Store(pa + i);
-                    Avx.Add(Avx.LoadVector256(pa + i + 8), Fma.MultiplyAdd(w1, vs, vo)).Store(pa + i + 8);
-                    Avx.Add(Avx.LoadVector256(pa + i + 16), Fma.MultiplyAdd(w2, vs, vo)).Store(pa + i + 16);
-                    Avx.Add(Avx.LoadVector256(pa + i + 24), Fma.MultiplyAdd(w3, vs, vo)).Store(pa + i + 24);
+                    var vs = Vector256.Create(scale);
+                    var vo = Vector256.Create(offset);
+                    for (; i + 32 <= end && i + 32 <= full; i += 32)
+                    {
+                        var (w0, w1, w2, w3) = Unpack32(codes + i / 2);
+                        Avx.Add(Avx.LoadVector256(pa + i), Fma.MultiplyAdd(w0, vs, vo)).Store(pa + i);
+                        Avx.Add(Avx.LoadVector256(pa + i + 8), Fma.MultiplyAdd(w1, vs, vo)).Store(pa + i + 8);
+                        Avx.Add(Avx.LoadVector256(pa + i + 16), Fma.MultiplyAdd(w2, vs, vo)).Store(pa + i + 16);
+                        Avx.Add(Avx.LoadVector256(pa + i + 24), Fma.MultiplyAdd(w3, vs, vo)).Store(pa + i + 24);
+                    }
                 }
+                for (; i < end; i++) pa[i] += MathF.FusedMultiplyAdd(CodeAt(codes, i, n), scale, offset);
             }
-            for (int i = full; i < n; i++) pa[i] += MathF.FusedMultiplyAdd(CodeAt(codes, i, n), scale, offset);
         }
     }
 
     public static void Decode(byte* record, Span<float> destination)
     {
-        float scale = (float)((Half*)record)[0], min = (float)((Half*)record)[1];
-        for (int i = 0; i < destination.Length; i++) destination[i] = CodeAt(record + 4, i, destination.Length) * scale + min;
+        int n = destination.Length, groups = Groups(n);
+        var header = (Half*)record;
+        byte* codes = record + 4 * groups;
+        for (int i = 0; i < n; i++)
+        {
+            int g = i / GroupSize;
+            destination[i] = CodeAt(codes, i, n) * (float)header[2 * g] + (float)header[2 * g + 1];
+        }
     }
 }
