@@ -60,6 +60,25 @@ public class KvCacheTests
         for (int i = 0; i < dim; i++) Assert.True(Math.Abs(output[i] - 0.75 * v0[i]) <= 1e-6 * Math.Max(1, Math.Abs(v0[i])), $"{dtype}: value {i}");
     }
 
+    [Theory]
+    [InlineData(KvCacheDType.F32)]
+    [InlineData(KvCacheDType.Bf16)]
+    [InlineData(KvCacheDType.Fp8)]
+    [InlineData(KvCacheDType.Int4)]
+    public void LatentCachesReadTheirValueAsAPrefixOfTheKey(KvCacheDType dtype)
+    {
+        // MLA: 576 stored values (512 latent + 64 RoPE); attention reads the first 512 as the value.
+        var rng = new Random(_seed);
+        using var store = KvStore.Create(dtype, new KvLayout(1, 1, 576, 512, ValueIsKeyPrefix: true), 4);
+        var key = ScalarReference.Random(rng, 576, 2f);
+        store.Write(0, 2, key, default);
+        var decoded = new float[576];
+        store.ReadKey(0, 2, 0, decoded);
+        var value = new float[512];
+        store.WeightedValues(0, 0, [2L], [1f], value);
+        for (int i = 0; i < 512; i++) Assert.True(Math.Abs(value[i] - decoded[i]) <= 1e-6 * Math.Max(1, Math.Abs(decoded[i])), $"{dtype} [{i}]: {value[i]} vs {decoded[i]}");
+    }
+
     [Fact]
     public void Int4KvIsMoreThanThreeAndAHalfTimesSmallerThanBf16AtHeadDim128()
     {

@@ -43,10 +43,11 @@ public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCod
     public override void AccumulateValues(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, Span<float> output)
     {
         bool prefix = Layout.ValueIsKeyPrefix;
+        int recordDim = prefix ? Layout.KeyDim : Layout.ValueDim;
         for (int t = 0; t < slots.Length; t++)
         {
             byte* rec = prefix ? KeyRecord(layer, slots[t], head) : ValueRecord(layer, slots[t], head);
-            TCodec.Accumulate(rec, probs[t], output);
+            TCodec.Accumulate(rec, recordDim, probs[t], output);
         }
     }
 

@@ -7,7 +7,8 @@ public unsafe interface IKvCodec
     static abstract int RecordBytes(int dim);
     static abstract void Encode(ReadOnlySpan<float> source, byte* record);
     static abstract float Dot(byte* record, ReadOnlySpan<float> q);
-    /// <summary>acc += weight · decode(record).</summary>
-    static abstract void Accumulate(byte* record, float weight, Span<float> acc);
+    /// <summary>acc += weight · decode(record)[..acc.Length]; the record holds <paramref name="recordDim"/> values
+    /// (more than acc.Length when a latent cache reads its value as a prefix of the key).</summary>
+    static abstract void Accumulate(byte* record, int recordDim, float weight, Span<float> acc);
     static abstract void Decode(byte* record, Span<float> destination);
 }

@@ -17,7 +17,7 @@ public readonly unsafe struct F32Codec : IKvCodec
         fixed (float* pq = q) return Cpu.Dot.F32(pq, (float*)record, q.Length);
     }
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static void Accumulate(byte* record, float weight, Span<float> acc) =>
+    public static void Accumulate(byte* record, int recordDim, float weight, Span<float> acc) =>
         Cpu.Dot.Axpy(weight, new ReadOnlySpan<float>(record, acc.Length), acc);
     public static void Decode(byte* record, Span<float> destination) =>
         new ReadOnlySpan<float>(record, destination.Length).CopyTo(destination);
@@ -34,7 +34,7 @@ public readonly unsafe struct Bf16Codec : IKvCodec
         fixed (float* pq = q) return Cpu.Dot.Bf16(pq, (ushort*)record, q.Length);
     }
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static void Accumulate(byte* record, float weight, Span<float> acc)
+    public static void Accumulate(byte* record, int recordDim, float weight, Span<float> acc)
     {
         var w = (ushort*)record;
         int i = 0;
@@ -108,7 +108,7 @@ public readonly unsafe struct Fp8Codec : IKvCodec
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static void Accumulate(byte* record, float weight, Span<float> acc)
+    public static void Accumulate(byte* record, int recordDim, float weight, Span<float> acc)
     {
         float w = weight * *(float*)record;
         byte* codes = record + 4;
@@ -246,16 +246,17 @@ public readonly unsafe struct Int4Codec : IKvCodec
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static void Accumulate(byte* record, float weight, Span<float> acc)
+    public static void Accumulate(byte* record, int recordDim, float weight, Span<float> acc)
     {
-        int n = acc.Length, groups = Groups(n);
+        // The layout (header size, packed runs) follows the encoded width, not the prefix being read.
+        int n = acc.Length, groups = Groups(recordDim);
         var header = (Half*)record;
         byte* codes = record + 4 * groups;
         bool simd = Avx2.IsSupported && Fma.IsSupported;
-        int full = n / 32 * 32;
+        int full = Math.Min(n, recordDim / 32 * 32) / 32 * 32;
         fixed (float* pa = acc)
         {
-            for (int g = 0; g < groups; g++)
+            for (int g = 0; g < Groups(n); g++)
             {
                 float scale = (float)header[2 * g] * weight, offset = (float)header[2 * g + 1] * weight;
                 int start = g * GroupSize, end = Math.Min(n, start + GroupSize);
@@ -273,7 +274,7 @@ public readonly unsafe struct Int4Codec : IKvCodec
                         Avx.Add(Avx.LoadVector256(pa + i + 24), Fma.MultiplyAdd(w3, vs, vo)).Store(pa + i + 24);
                     }
                 }
-                for (; i < end; i++) pa[i] += MathF.FusedMultiplyAdd(CodeAt(codes, i, n), scale, offset);
+                for (; i < end; i++) pa[i] += MathF.FusedMultiplyAdd(CodeAt(codes, i, recordDim), scale, offset);
             }
         }
     }
