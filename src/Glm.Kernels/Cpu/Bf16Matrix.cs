@@ -28,6 +28,24 @@ public sealed unsafe class Bf16Matrix : WeightMatrix
 
     public override float DotRow(int row, float* x) => Dot.Bf16(x, _data + (long)row * Cols, Cols);
 
+    /// <summary>Batches go through the four-row kernel, which shares each weight load; the rest row by row.</summary>
+    public override void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
+    {
+        float* results = stackalloc float[4];
+        long k = Cols;
+        for (int n = rowStart; n < rowEnd; n++)
+        {
+            ushort* w = _data + (long)n * Cols;
+            int i = 0;
+            for (; i + 4 <= m; i += 4)
+            {
+                Dot.Bf16x4(x + i * k, x + (i + 1) * k, x + (i + 2) * k, x + (i + 3) * k, w, Cols, results);
+                for (int j = 0; j < 4; j++) y[(long)(i + j) * yStride + n] = results[j];
+            }
+            for (; i < m; i++) y[(long)i * yStride + n] = Dot.Bf16(x + i * k, w, Cols);
+        }
+    }
+
     public override void DequantizeRow(int row, Span<float> destination)
     {
         var src = new ReadOnlySpan<ushort>(_data + (long)row * Cols, Cols);
