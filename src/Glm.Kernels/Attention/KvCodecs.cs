@@ -60,8 +60,6 @@ public readonly unsafe struct Bf16Codec : IKvCodec
 /// <summary>E4M3 codes with one float32 scale (absmax / 448) per token and head; decoded in registers as in Fp8Matrix.</summary>
 public readonly unsafe struct Fp8Codec : IKvCodec
 {
-    private const float TwoTo120 = 1.329228e36f;
-
     public static KvCacheDType DType => KvCacheDType.Fp8;
     public static int RecordBytes(int dim) => 4 + dim;
     public static void Encode(ReadOnlySpan<float> source, byte* record)
@@ -73,14 +71,6 @@ public readonly unsafe struct Fp8Codec : IKvCodec
         float inv = 1f / scale;
         byte* codes = record + 4;
         for (int i = 0; i < source.Length; i++) codes[i] = Fp8E4M3.FromFloat(source[i] * inv);
-    }
-
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Decode8(byte* codes)
-    {
-        var v = Avx2.ConvertToVector256Int32(codes);
-        var bits = Avx2.Or(Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x80)), 24), Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x7F)), 20));
-        return Avx.Multiply(bits.AsSingle(), Vector256.Create(TwoTo120));
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -97,8 +87,8 @@ public readonly unsafe struct Fp8Codec : IKvCodec
                 Vector256<float> a0 = default, a1 = default;
                 for (; i <= q.Length - 16; i += 16)
                 {
-                    a0 = Fma.MultiplyAdd(Avx.LoadVector256(pq + i), Decode8(codes + i), a0);
-                    a1 = Fma.MultiplyAdd(Avx.LoadVector256(pq + i + 8), Decode8(codes + i + 8), a1);
+                    a0 = Fma.MultiplyAdd(Avx.LoadVector256(pq + i), Fp8E4M3.Decode8(codes + i), a0);
+                    a1 = Fma.MultiplyAdd(Avx.LoadVector256(pq + i + 8), Fp8E4M3.Decode8(codes + i + 8), a1);
                 }
                 sum = Vector256.Sum(a0 + a1);
             }
@@ -119,7 +109,7 @@ public readonly unsafe struct Fp8Codec : IKvCodec
             {
                 var vw = Vector256.Create(w);
                 for (; i <= acc.Length - 8; i += 8)
-                    Fma.MultiplyAdd(vw, Decode8(codes + i), Avx.LoadVector256(pa + i)).Store(pa + i);
+                    Fma.MultiplyAdd(vw, Fp8E4M3.Decode8(codes + i), Avx.LoadVector256(pa + i)).Store(pa + i);
             }
             for (; i < acc.Length; i++) pa[i] = MathF.FusedMultiplyAdd(w, Fp8E4M3.ToFloat(codes[i]), pa[i]);
         }

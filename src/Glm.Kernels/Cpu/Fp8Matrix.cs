@@ -10,13 +10,11 @@ public enum Fp8Scaling { PerTensor, PerChannel, Block }
 
 /// <summary>
 /// FP8 E4M3 weights with per-tensor, per-output-channel, or block (e.g. 128×128) scales; w = decode(code) · scale.
-/// Decoding in registers: E4M3's bits placed at float32's exponent/mantissa positions give the value × 2⁻¹²⁰
-/// exactly (subnormals included), so a shift, a mask and one multiply replace a table lookup.
+/// Codes are decoded in registers (<see cref="Fp8E4M3.Decode8"/>): a shift, a mask and one multiply instead of a
+/// table lookup.
 /// </summary>
 public sealed unsafe class Fp8Matrix : WeightMatrix
 {
-    private const float TwoTo120 = 1.329228e36f; // 2^120
-
     private readonly byte[] _codes;
     private readonly byte* _pCodes;
     private readonly float[] _scales;
@@ -97,9 +95,6 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
     private float DotAvx2(int row, byte* codes, float* x)
     {
         Vector256<float> total = default;
-        var signMask = Vector256.Create(0x80);
-        var magMask = Vector256.Create(0x7F);
-        var up = Vector256.Create(TwoTo120);
         float tail = 0;
         for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
         {
@@ -107,8 +102,8 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             Vector256<float> a0 = default, a1 = default;
             for (; i <= n - 16; i += 16)
             {
-                a0 = Fma.MultiplyAdd(Avx.LoadVector256(x + start + i), Decode8(codes + start + i, signMask, magMask, up), a0);
-                a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + start + i + 8), Decode8(codes + start + i + 8, signMask, magMask, up), a1);
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(x + start + i), Fp8E4M3.Decode8(codes + start + i), a0);
+                a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + start + i + 8), Fp8E4M3.Decode8(codes + start + i + 8), a1);
             }
             float scale = Scale(row, b);
             total = Fma.MultiplyAdd(a0 + a1, Vector256.Create(scale), total);
@@ -121,9 +116,6 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
     private float DotAvx512(int row, byte* codes, float* x)
     {
         Vector512<float> total = default;
-        var signMask = Vector512.Create(0x80);
-        var magMask = Vector512.Create(0x7F);
-        var up = Vector512.Create(TwoTo120);
         float tail = 0;
         for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
         {
@@ -131,12 +123,12 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             Vector512<float> a0 = default, a1 = default;
             for (; i <= n - 32; i += 32)
             {
-                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i), Decode16(codes + start + i, signMask, magMask, up), a0);
-                a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i + 16), Decode16(codes + start + i + 16, signMask, magMask, up), a1);
+                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i), Fp8E4M3.Decode16(codes + start + i), a0);
+                a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i + 16), Fp8E4M3.Decode16(codes + start + i + 16), a1);
             }
             if (i <= n - 16)
             {
-                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i), Decode16(codes + start + i, signMask, magMask, up), a0);
+                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i), Fp8E4M3.Decode16(codes + start + i), a0);
                 i += 16;
             }
             float scale = Scale(row, b);
@@ -144,22 +136,6 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             if (i < n) tail = MathF.FusedMultiplyAdd(BlockDotScalar(codes + start + i, x + start + i, n - i), scale, tail);
         }
         return Vector512.Sum(total) + tail;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Decode16(byte* codes, Vector512<int> signMask, Vector512<int> magMask, Vector512<float> up)
-    {
-        var v = Avx512F.ConvertToVector512Int32(Sse2.LoadVector128(codes));
-        var bits = Avx512F.Or(Avx512F.ShiftLeftLogical(Avx512F.And(v, signMask), 24), Avx512F.ShiftLeftLogical(Avx512F.And(v, magMask), 20));
-        return Avx512F.Multiply(bits.AsSingle(), up);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Decode8(byte* codes, Vector256<int> signMask, Vector256<int> magMask, Vector256<float> up)
-    {
-        var v = Avx2.ConvertToVector256Int32(codes);
-        var bits = Avx2.Or(Avx2.ShiftLeftLogical(Avx2.And(v, signMask), 24), Avx2.ShiftLeftLogical(Avx2.And(v, magMask), 20));
-        return Avx.Multiply(bits.AsSingle(), up);
     }
 
     private static float BlockDotScalar(byte* codes, float* x, int n)

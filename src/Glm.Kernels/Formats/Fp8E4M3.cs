@@ -1,3 +1,7 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace Glm.Kernels.Formats;
 
 /// <summary>
@@ -28,6 +32,30 @@ public static class Fp8E4M3
         if (mantissa >= 8) { mantissa = 0; exponent++; }
         int code = ((exponent + 7) << 3) | (int)mantissa;
         return (byte)(sign | Math.Min(code, 0x7E));
+    }
+
+    /// <summary>2^120: E4M3's bits placed at float32's exponent/mantissa positions give the value × 2^-120.</summary>
+    private const float TwoTo120 = 1.329228e36f;
+
+    /// <summary>
+    /// Decodes 8 codes in registers, exactly (subnormals included): sign to bit 31, the other 7 bits to bits
+    /// 26..20, then × 2^120. NaN codes are not special-cased (quantizers never produce them).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<float> Decode8(byte* codes)
+    {
+        var v = Avx2.ConvertToVector256Int32(codes);
+        var bits = Avx2.Or(Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x80)), 24), Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x7F)), 20));
+        return Avx.Multiply(bits.AsSingle(), Vector256.Create(TwoTo120));
+    }
+
+    /// <summary>The same for 16 codes with AVX-512.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<float> Decode16(byte* codes)
+    {
+        var v = Avx512F.ConvertToVector512Int32(Sse2.LoadVector128(codes));
+        var bits = Avx512F.Or(Avx512F.ShiftLeftLogical(Avx512F.And(v, Vector512.Create(0x80)), 24), Avx512F.ShiftLeftLogical(Avx512F.And(v, Vector512.Create(0x7F)), 20));
+        return Avx512F.Multiply(bits.AsSingle(), Vector512.Create(TwoTo120));
     }
 
     private static float[] BuildDecodeTable()
