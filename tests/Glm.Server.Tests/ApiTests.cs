@@ -133,6 +133,39 @@ public class ApiTests(ChatFixtureServer server) : IClassFixture<ChatFixtureServe
     }
 
     [Fact]
+    public async Task SdkReceivesChatLogprobsWithAlternatives()
+    {
+        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 5, IncludeLogProbabilities = true, TopLogProbabilityCount = 3 };
+        options.Patch.Set("$.ignore_eos"u8, true);
+        var completion = (await server.Chat().CompleteChatAsync([new UserChatMessage("Hello there")], options)).Value;
+        Assert.Equal(5, completion.ContentTokenLogProbabilities.Count);
+        foreach (var token in completion.ContentTokenLogProbabilities)
+        {
+            Assert.True(token.LogProbability <= 0);
+            Assert.Equal(3, token.TopLogProbabilities.Count);
+            // Greedy: the chosen token is the most likely alternative.
+            Assert.Equal(token.TopLogProbabilities[0].LogProbability, token.LogProbability, 1e-5);
+            Assert.True(token.TopLogProbabilities[0].LogProbability >= token.TopLogProbabilities[1].LogProbability);
+        }
+    }
+
+    [Fact]
+    public async Task MetricsUseVllmNames()
+    {
+        using (await server.Http.PostAsJsonAsync("/v1/chat/completions", new { model = server.Name, messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 3 })) { }
+        string metrics = await server.Http.GetStringAsync("/metrics");
+        foreach (var name in new[]
+        {
+            "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc", "vllm:prompt_tokens_total",
+            "vllm:generation_tokens_total", "vllm:time_to_first_token_seconds_bucket", "vllm:inter_token_latency_seconds_bucket",
+            "vllm:e2e_request_latency_seconds_count", "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total",
+            "vllm:request_success_total", "vllm:num_preemptions_total",
+        })
+            Assert.Contains(name + "{model_name=\"" + server.Name + "\"", metrics);
+        Assert.Contains("process_", metrics); // prometheus-net's own process metrics beside them
+    }
+
+    [Fact]
     public async Task OpenApiDocumentDescribesTheEndpoints()
     {
         var doc = await server.Http.GetFromJsonAsync<JsonElement>("/openapi.json");
