@@ -5,7 +5,4 @@ namespace Glm.Kernels.Attention;
 /// <see cref="ValueDim"/>. For multi-head latent attention the value is the first <see cref="ValueDim"/> dims of
 /// the key (the compressed latent), so no separate value is stored.
 /// </summary>
-public sealed record KvLayout(int Layers, int KvHeads, int KeyDim, int ValueDim, bool ValueIsKeyPrefix)
-{
-    public int StoredValueDim => ValueIsKeyPrefix ? 0 : ValueDim;
-}
+public sealed record KvLayout(int Layers, int KvHeads, int KeyDim, int ValueDim, bool ValueIsKeyPrefix);

@@ -4,7 +4,7 @@ namespace Glm.Kernels.Cpu;
 public sealed unsafe class Bf16Matrix : WeightMatrix
 {
     private readonly ushort* _data;
-    private readonly object? _owner;
+    private readonly object? _owner; // holds the memory behind _data alive for this matrix's lifetime
 
     /// <param name="data">Rows × Cols BF16 values; must stay valid while <paramref name="owner"/> is alive.</param>
     /// <param name="owner">Whatever keeps <paramref name="data"/> valid (a mapped file, a pinned array).</param>
@@ -24,7 +24,6 @@ public sealed unsafe class Bf16Matrix : WeightMatrix
     public override string Format => "bf16";
     public override long ByteSize => (long)Rows * Cols * 2;
     public ushort* Data => _data;
-    internal object? Owner => _owner;
 
     public override float DotRow(int row, float* x) => Dot.Bf16(x, _data + (long)row * Cols, Cols);
 

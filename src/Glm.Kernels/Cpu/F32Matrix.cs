@@ -16,7 +16,6 @@ public sealed unsafe class F32Matrix : WeightMatrix
 
     public override string Format => "f32";
     public override long ByteSize => (long)Rows * Cols * 4;
-    public ReadOnlySpan<float> Values => _values;
 
     public override float DotRow(int row, float* x) => Dot.F32(x, _data + (long)row * Cols, Cols);
 

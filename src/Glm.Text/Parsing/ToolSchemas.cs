@@ -42,8 +42,6 @@ public sealed class ToolSchemas
         return "";
     }
 
-    public bool HasTool(string name) => _types.ContainsKey(name);
-
     /// <summary>Each tool's argument keys, as declared in its JSON schema.</summary>
     public IReadOnlyDictionary<string, string[]> ArgumentKeys() => _types.ToDictionary(kv => kv.Key, kv => kv.Value.Keys.ToArray());
 
