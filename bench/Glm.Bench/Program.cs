@@ -78,42 +78,79 @@ public static class Program
         }
     }
 
+    /// <summary>
+    /// GEMV out of cache: each format cycles through enough copies of its matrix to outgrow the last-level cache
+    /// (decode reads every weight once per token), timed in turn with a read pass of 128 MB, whose bandwidth is
+    /// the baseline: neighbours on this shared machine move bandwidth by a third within minutes.
+    /// </summary>
     private static void QuantizedGemv(double bandwidth)
     {
-        Console.WriteLine("\n## Quantized GEMV (M = 1) against BF16, and GEMM GFLOP/s by batch rows M");
+        Console.WriteLine("\n## Quantized GEMV (M = 1) against BF16 and the read bandwidth, and GEMM GFLOP/s by batch rows M");
         var rng = new Random(6);
+        const long OutOfCacheBytes = 160L << 20, ReadPassBytes = 128L << 20;
+        var readPass = Measure.ReadPass(ReadPassBytes, MatMul.Threads);
         foreach (var (n, k) in new[] { (4096, 4096), (4096, 11008) })
         {
             var w = new float[(long)n * k];
             for (long i = 0; i < w.LongLength; i++) w[i] = (float)(rng.NextDouble() - 0.5) * 0.05f;
             var bits = new ushort[w.LongLength];
             BFloat16.FromFloat(w, bits);
-            var matrices = new WeightMatrix[] { Bf16Matrix.FromArray(bits, n, k), Fp8Matrix.Quantize(w, n, k, Fp8Scaling.PerChannel), Int4Matrix.Quantize(w, n, k, 128, true) };
+            var makers = new Func<WeightMatrix>[]
+            {
+                () => Bf16Matrix.FromArray(bits, n, k),
+                () => Fp8Matrix.Quantize(w, n, k, Fp8Scaling.PerChannel),
+                () => Int4Matrix.Quantize(w, n, k, 128, true),
+            };
+            var sets = new List<List<WeightMatrix>>();
+            foreach (var make in makers)
+            {
+                var copies = new List<WeightMatrix> { make() };
+                while (copies.Count * copies[0].ByteSize < OutOfCacheBytes) copies.Add(make());
+                sets.Add(copies);
+            }
             var x = new float[256 * k];
             for (int i = 0; i < x.Length; i++) x[i] = (float)rng.NextDouble();
             var y = new float[256 * n];
-            double bf16Seconds = 0;
-            foreach (var m in matrices)
+            // The Int4 set runs twice: int8 activations (the default) and float activations.
+            var names = new[] { "bf16", "fp8-e4m3-channel", "int4-g128", "int4-g128 float-act" };
+            var setOf = new[] { 0, 1, 2, 2 };
+            var actions = new List<Action> { readPass };
+            for (int f = 0; f < names.Length; f++)
             {
-                double s = Measure.MedianSeconds(() => MatMul.Multiply(m, x.AsSpan(0, k), 1, y), repeats: 9);
-                if (m is Bf16Matrix) bf16Seconds = s;
-                double gbs = m.ByteSize / s / 1e9;
-                Console.WriteLine($"{m.Format,-18} {n}x{k}: {s * 1e3:F2} ms, {gbs:F1} GB/s = {gbs / bandwidth:P0} of read bandwidth, {bf16Seconds / s:F2}x BF16 speed");
+                var copies = sets[setOf[f]];
+                var activations = names[f].EndsWith("float-act") ? Int4Activations.Float : Int4Activations.Int8;
+                int next = 0;
+                actions.Add(() =>
+                {
+                    var m = copies[next++ % copies.Count];
+                    if (m is Int4Matrix int4) int4.Activations = activations;
+                    MatMul.Multiply(m, x.AsSpan(0, k), 1, y);
+                });
+            }
+            var seconds = Measure.InterleavedMedianSeconds(actions, repeats: 41);
+            double bw = ReadPassBytes / seconds[0] / 1e9;
+            Console.WriteLine($"read pass (baseline, timed in turn with the kernels): {bw:F1} GB/s");
+            for (int f = 0; f < names.Length; f++)
+            {
+                double s = seconds[f + 1], gbs = sets[setOf[f]][0].ByteSize / s / 1e9;
+                Console.WriteLine($"{names[f],-20} {n}x{k}: {s * 1e3:F2} ms, {gbs:F1} GB/s = {gbs / bw:P0} of read bandwidth, {seconds[1] / s:F2}x BF16 speed");
             }
             foreach (int rows in new[] { 16, 64, 256 })
             {
                 var line = new StringBuilder($"GEMM M={rows,-3} {n}x{k}:");
                 double bf16 = 0;
-                foreach (var m in matrices)
+                for (int f = 0; f < names.Length; f++)
                 {
+                    var m = sets[setOf[f]][0];
+                    if (m is Int4Matrix int4) int4.Activations = names[f].EndsWith("float-act") ? Int4Activations.Float : Int4Activations.Int8;
                     double s = Measure.MedianSeconds(() => MatMul.Multiply(m, x.AsSpan(0, rows * k), rows, y), repeats: 3);
                     double gflops = 2.0 * rows * n * k / s / 1e9;
-                    if (m is Bf16Matrix) bf16 = gflops;
-                    line.Append($"  {m.Format} {gflops:F1} GFLOP/s ({gflops / bf16:F2}x)");
+                    if (f == 0) bf16 = gflops;
+                    line.Append($"  {names[f]} {gflops:F1} GFLOP/s ({gflops / bf16:F2}x)");
                 }
                 Console.WriteLine(line);
             }
-            foreach (var m in matrices) m.Dispose();
+            foreach (var set in sets) foreach (var m in set) m.Dispose();
         }
     }
 

@@ -4,7 +4,7 @@ using Glm.Kernels.Formats;
 namespace Glm.Kernels.Tests;
 
 /// <summary>FP8 and Int4 formats: quantization error within the format's bound, kernels against float64 references.</summary>
-public class QuantizedKernelTests
+public unsafe class QuantizedKernelTests
 {
     private readonly int _seed = Environment.TickCount;
 
@@ -87,13 +87,22 @@ public class QuantizedKernelTests
         return max / 448;
     }
 
-    public static TheoryData<string> Formats() => new() { "int4-g32", "int4-g128", "int4-g64-asym", "fp8-tensor", "fp8-channel", "fp8-block" };
+    public static TheoryData<string> Formats() => new() { "int4-g32-float", "int4-g128-float", "int4-g64-asym-float", "fp8-tensor", "fp8-channel", "fp8-block" };
 
-    private static WeightMatrix Make(string format, float[] w, int n, int k) => format switch
+    /// <summary>Int4 with int8 activations: g96 takes the one-run kernel, the others the two-run and four-row kernels.</summary>
+    public static TheoryData<string> Int8ActivationFormats() => new() { "int4-g32", "int4-g64", "int4-g96-asym", "int4-g128", "int4-g128-asym", "int4-g256" };
+
+    private static WeightMatrix Make(string format, float[] w, int n, int k)
     {
-        "int4-g32" => Int4Matrix.Quantize(w, n, k, 32, true),
-        "int4-g128" => Int4Matrix.Quantize(w, n, k, 128, true),
-        "int4-g64-asym" => Int4Matrix.Quantize(w, n, k, 64, false),
+        if (!format.StartsWith("int4-", StringComparison.Ordinal)) return MakeFp8(format, w, n, k);
+        var parts = format.Split('-');
+        var m = Int4Matrix.Quantize(w, n, k, int.Parse(parts[1][1..]), symmetric: !parts.Contains("asym"));
+        m.Activations = parts.Contains("float") ? Int4Activations.Float : Int4Activations.Int8;
+        return m;
+    }
+
+    private static WeightMatrix MakeFp8(string format, float[] w, int n, int k) => format switch
+    {
         "fp8-tensor" => Fp8Matrix.Quantize(w, n, k, Fp8Scaling.PerTensor),
         "fp8-channel" => Fp8Matrix.Quantize(w, n, k, Fp8Scaling.PerChannel),
         _ => Fp8Matrix.Quantize(w, n, k, Fp8Scaling.Block),
@@ -119,12 +128,79 @@ public class QuantizedKernelTests
         }
     }
 
+    /// <summary>
+    /// The integer path against float64 on the dequantized weights and the dequantized int8 activations: what is
+    /// left is float rounding (the integer sums are exact). M = 9 covers the four-row kernel and the rest.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Int8ActivationFormats))]
+    public void Int8ActivationKernelsMatchTheFloat64Reference(string format)
+    {
+        var rng = new Random(_seed);
+        int n = 300, k = 1536;
+        foreach (int m in new[] { 1, 9 })
+        {
+            var w = ScalarReference.Random(rng, n * k, 0.05f);
+            var matrix = (Int4Matrix)Make(format, w, n, k);
+            var deq = new float[n * k];
+            for (int r = 0; r < n; r++) matrix.DequantizeRow(r, deq.AsSpan(r * k, k));
+            var x = ScalarReference.Random(rng, m * k);
+            for (int i = 0; i < x.Length; i += 61) x[i] *= 25; // outliers set the groups' scales
+            var xq = new float[m * k];
+            using (var activations = new Int8Activations(m, k, matrix.GroupSize, matrix.GroupSize % 64 == 0 ? 2 : 1))
+            {
+                fixed (float* px = x) activations.Quantize(px);
+                for (int i = 0; i < m; i++) activations.Dequantize(i, xq.AsSpan(i * k, k));
+            }
+            var y = new float[m * n];
+            MatMul.Multiply(matrix, x, m, y);
+            double err = ScalarReference.RelativeError(y, ScalarReference.MatMul(xq, m, deq, n, k));
+            Assert.True(err < 1e-5, $"{format} M={m}: relative error {err:E2} (seed {_seed})");
+            for (int r = 0; r < n; r += 37)
+            {
+                fixed (float* px = x) Assert.Equal(y[r], matrix.DotRow(r, px));
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(32, 1)]
+    [InlineData(128, 2)]
+    public void Int8ActivationsAreWithinHalfAStepOfTheInput(int group, int runsPerStep)
+    {
+        var rng = new Random(_seed);
+        int rows = 3, cols = group * 5;
+        var x = ScalarReference.Random(rng, rows * cols, 2f);
+        x[7] = 0; x[cols + 3] = 40; // zeros stay zero; an outlier sets its group's step
+        var back = new float[cols];
+        using var a = new Int8Activations(rows, cols, group, runsPerStep);
+        fixed (float* px = x) a.Quantize(px);
+        for (int r = 0; r < rows; r++)
+        {
+            a.Dequantize(r, back);
+            if (r == 0) Assert.Equal(0f, back[7]);
+            int sum = 0;
+            for (int c = 0; c < cols; c++)
+            {
+                float step = a.RowScales(r)[c / group];
+                Assert.True(Math.Abs(back[c] - x[r * cols + c]) <= step / 2 * 1.0001f, $"[{r},{c}] {x[r * cols + c]} → {back[c]} (seed {_seed})");
+                sum += (int)MathF.Round(back[c] / step);
+                if (c % group == group - 1)
+                {
+                    Assert.Equal(sum, a.RowCodeSums(r)[c / group]);
+                    sum = 0;
+                }
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Formats))]
+    [MemberData(nameof(Int8ActivationFormats))]
     public void QuantizedRowsDoNotDependOnTheBatch(string format)
     {
         var rng = new Random(_seed);
-        int n = 260, k = 384;
+        int n = 260, k = 1536;
         var matrix = Make(format, ScalarReference.Random(rng, n * k, 0.05f), n, k);
         ScalarReference.AssertRowsIndependentOfBatch(matrix, ScalarReference.Random(rng, 5 * k), 5);
     }

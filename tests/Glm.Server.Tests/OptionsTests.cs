@@ -33,6 +33,14 @@ public class OptionsTests
     [InlineData("--kv-cache-dtype", "int2")]
     [InlineData("--port", "eighty")]
     [InlineData("--device", "tpu")]
+    [InlineData("--int4-activations", "int4")]
     public void BadFlagsAreUsageErrors(string flag, string value) =>
         Assert.Throws<CliException>(() => ServerOptions.Parse([flag, value], "/nonexistent/appsettings.json"));
+
+    [Fact]
+    public void Int4ActivationsDefaultToInt8AndCanBeFloat()
+    {
+        Assert.Equal(Kernels.Cpu.Int4Activations.Int8, ServerOptions.Parse([], "/nonexistent/appsettings.json").ResolveInt4Activations());
+        Assert.Equal(Kernels.Cpu.Int4Activations.Float, ServerOptions.Parse(["--int4-activations", "float"], "/nonexistent/appsettings.json").ResolveInt4Activations());
+    }
 }

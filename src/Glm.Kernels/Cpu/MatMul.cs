@@ -24,24 +24,30 @@ public static unsafe class MatMul
         }
     }
 
-    private static void Run(WeightMatrix w, float* x, int m, float* y)
+    private static void Run(WeightMatrix w, float* x, int m, float* y) => w.Multiply(x, m, y);
+
+    /// <summary>
+    /// Runs <paramref name="body"/> over ranges of W's rows covering [0, Rows): on the calling thread for small
+    /// work, else in parallel, several ranges per thread so a slow core does not hold up the rest.
+    /// </summary>
+    public static void ForEachRowRange(WeightMatrix w, int m, Action<int, int> body)
     {
         long work = (long)m * w.Rows * w.Cols;
         int threads = Math.Min(Threads, w.Rows / 16);
         if (threads <= 1 || work < ParallelThreshold)
         {
-            w.MultiplyRows(x, m, y, w.Rows, 0, w.Rows);
+            body(0, w.Rows);
             return;
         }
-        // Several chunks per thread so a slow core does not hold up the rest; chunk edges on multiples of 16 rows.
+        // Range edges on multiples of 16 rows.
         int chunks = threads * 4;
         int chunkRows = ((w.Rows + chunks - 1) / chunks + 15) & ~15;
         chunks = (w.Rows + chunkRows - 1) / chunkRows;
-        nint px = (nint)x, py = (nint)y;
+        int rows = w.Rows;
         Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, c =>
         {
-            int start = c * chunkRows, end = Math.Min(w.Rows, start + chunkRows);
-            w.MultiplyRows((float*)px, m, (float*)py, w.Rows, start, end);
+            int start = c * chunkRows;
+            body(start, Math.Min(rows, start + chunkRows));
         });
     }
 }

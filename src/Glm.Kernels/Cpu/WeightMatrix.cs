@@ -28,6 +28,16 @@ public abstract class WeightMatrix : IDisposable
     public abstract void DequantizeRow(int row, Span<float> destination);
 
     /// <summary>
+    /// y = x · Wᵀ for m rows of x, the rows of W split across threads by <see cref="MatMul.ForEachRowRange"/>.
+    /// Formats that prepare the activations once per call (Int4 quantizes them to int8) override this.
+    /// </summary>
+    public virtual unsafe void Multiply(float* x, int m, float* y)
+    {
+        nint px = (nint)x, py = (nint)y;
+        MatMul.ForEachRowRange(this, m, (start, end) => MultiplyRows((float*)px, m, (float*)py, Rows, start, end));
+    }
+
+    /// <summary>
     /// y[m, n] = Σ_k x[m, k] · W[n, k] for rows [rowStart, rowEnd). Formats override this to share a weight
     /// load across several activation rows; the per-element arithmetic must stay that of <see cref="DotRow"/>.
     /// </summary>

@@ -15,9 +15,13 @@ public sealed class QuantizingWeightBuilder(Checkpoint checkpoint, QuantizationP
 
     public QuantizationPolicy Policy { get; } = policy;
 
+    /// <summary>How every Int4 matrix built here (quantized on load or pre-quantized) meets its activations.</summary>
+    public Int4Activations Int4Activations { get; init; } = Int4Activations.Int8;
+
     public override WeightMatrix Matrix(string prefix, int rows, int cols)
     {
         var matrix = PreQuantized(prefix, rows, cols) ?? Quantize(prefix, rows, cols);
+        if (matrix is Int4Matrix int4) int4.Activations = Int4Activations;
         Record(prefix, matrix);
         return matrix;
     }

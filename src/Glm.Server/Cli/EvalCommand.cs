@@ -21,12 +21,12 @@ public static class EvalCommand
         var kv = o.KvCacheDType == "auto" ? KvCacheDType.F32 : KvCacheDTypes.Parse(o.KvCacheDType);
         var referenceKv = KvCacheDTypes.Parse(o.ReferenceKvCacheDType);
         using var reference = ModelLoader.Load(dir);
-        using var candidate = ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, QuantizationPolicy.Resolve(o.Quantization)));
+        using var candidate = ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, QuantizationPolicy.Resolve(o.Quantization)) { Int4Activations = o.ResolveInt4Activations() });
         var result = Evaluator.Compare(reference, referenceKv, candidate, kv, sequences);
-        log.Information("{Model}: quantization {Quantization}, KV {Kv} vs none/{RefKv}: {Result}", o.ModelName, o.Quantization, kv.Name(), referenceKv.Name(), result);
+        log.Information("{Model}: quantization {Quantization} ({Activations} activations for Int4), KV {Kv} vs none/{RefKv}: {Result}", o.ModelName, o.Quantization, o.Int4Activations, kv.Name(), referenceKv.Name(), result);
         Console.WriteLine(JsonSerializer.Serialize(new
         {
-            model = o.ModelName, quantization = o.Quantization, kv_cache_dtype = kv.Name(), reference_kv_cache_dtype = referenceKv.Name(),
+            model = o.ModelName, quantization = o.Quantization, int4_activations = o.Int4Activations, kv_cache_dtype = kv.Name(), reference_kv_cache_dtype = referenceKv.Name(),
             sequences = sequences.Count, positions = result.Positions, top1_agreement = result.Top1Agreement, mean_kl = result.MeanKl,
             max_kl = result.MaxKl, reference_perplexity = result.ReferencePerplexity, perplexity = result.CandidatePerplexity,
         }));

@@ -19,6 +19,8 @@ public sealed class ServerOptions
     public long? KvCacheMemory { get; set; }
     public string KvCacheDType { get; set; } = "auto";
     public string Quantization { get; set; } = "none";
+    /// <summary>How Int4 weights meet activations: int8 (integer dot products, the default) or float.</summary>
+    public string Int4Activations { get; set; } = "int8";
     public bool EnablePrefixCaching { get; set; } = true;
     public string? ToolCallParser { get; set; } = "glm45";
     public string? ReasoningParser { get; set; } = "glm45";
@@ -51,6 +53,9 @@ public sealed class ServerOptions
     public string ModelName => ServedModelName ?? (Model is null ? "glm-demo"
         : Hub.HubDownloader.LooksLikeRepoId(Model) ? Model : Path.GetFileName(Path.TrimEndingDirectorySeparator(Model)));
 
+    public Kernels.Cpu.Int4Activations ResolveInt4Activations() =>
+        Int4Activations == "float" ? Kernels.Cpu.Int4Activations.Float : Kernels.Cpu.Int4Activations.Int8;
+
     public KvCacheDType ResolveKvDType() =>
         KvCacheDType == "auto" ? (Quantization == "none" ? Kernels.Attention.KvCacheDType.F32 : Kernels.Attention.KvCacheDType.Int4) : KvCacheDTypes.Parse(KvCacheDType);
 
@@ -60,6 +65,7 @@ public sealed class ServerOptions
         if (KvCacheDType != "auto") KvCacheDTypes.Parse(KvCacheDType);
         if (!Quantization.EndsWith(".json", StringComparison.OrdinalIgnoreCase) && Quantization is not ("none" or "fp8" or "int4" or "fp8-int4"))
             throw new CliException($"--quantization must be none, fp8, int4, fp8-int4 or a JSON policy file, got '{Quantization}'");
+        if (Int4Activations is not ("int8" or "float")) throw new CliException($"--int4-activations must be int8 or float, got '{Int4Activations}'");
         if (BlockSize is < 1 or > 1024) throw new CliException("--block-size must be between 1 and 1024");
         if (MaxNumSeqs < 1) throw new CliException("--max-num-seqs must be at least 1");
     }
@@ -146,6 +152,7 @@ public sealed class ServerOptions
                 case "--kv-cache-memory": o.KvCacheMemory = long.TryParse(Value(), out long b) ? b : throw new CliException("--kv-cache-memory needs a byte count"); break;
                 case "--kv-cache-dtype": o.KvCacheDType = Value(); break;
                 case "--quantization": o.Quantization = Value(); break;
+                case "--int4-activations": o.Int4Activations = Value(); break;
                 case "--enable-prefix-caching": o.EnablePrefixCaching = true; break;
                 case "--no-enable-prefix-caching": o.EnablePrefixCaching = false; break;
                 case "--tool-call-parser": o.ToolCallParser = Value(); break;
@@ -182,6 +189,7 @@ public sealed class ServerOptions
         if (int.TryParse(Env("GLM_PORT"), out int port)) Port = port;
         if (int.TryParse(Env("GLM_MAX_MODEL_LEN"), out int len)) MaxModelLen = len;
         if (Env("GLM_QUANTIZATION") is { } q) Quantization = q;
+        if (Env("GLM_INT4_ACTIVATIONS") is { } int4Act) Int4Activations = int4Act;
         if (Env("GLM_KV_CACHE_DTYPE") is { } kv) KvCacheDType = kv;
         if (int.TryParse(Env("GLM_SHUTDOWN_GRACE_SECONDS"), out int grace)) ShutdownGraceSeconds = grace;
         if (int.TryParse(Env("GLM_MAX_NUM_SEQS"), out int seqs)) MaxNumSeqs = seqs;

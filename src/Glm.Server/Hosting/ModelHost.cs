@@ -47,8 +47,8 @@ public sealed class ModelHost : IDisposable
         log.Information("Loading {Model} from {Directory}", o.ModelName, dir);
         var policy = QuantizationPolicy.Resolve(o.Quantization);
         QuantizingWeightBuilder? builder = null;
-        var model = ModelLoader.Load(dir, ckpt => builder = new QuantizingWeightBuilder(ckpt, policy), m => log.Information("{Message}", m), LoadProgress(log));
-        log.Information("Quantization policy {Policy}", policy.Describe());
+        var model = ModelLoader.Load(dir, ckpt => builder = new QuantizingWeightBuilder(ckpt, policy) { Int4Activations = o.ResolveInt4Activations() }, m => log.Information("{Message}", m), LoadProgress(log));
+        log.Information("Quantization policy {Policy}; Int4 weights meet {Activations} activations", policy.Describe(), o.Int4Activations);
         foreach (var line in builder!.Summary()) log.Information("  {Line}", line);
         var config = model.Config;
 

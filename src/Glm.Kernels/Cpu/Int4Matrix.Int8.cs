@@ -1,0 +1,232 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Glm.Kernels.Cpu;
+
+/// <summary>
+/// The integer path: Σ_g s_g · a_g · (Σ_{i∈g} u_i·q_i − z_g·Q_g), with q the int8 activation codes, a_g their scale
+/// and Q_g their sum. Unsigned nibbles times signed bytes is exactly what vpmaddubsw multiplies; vpmaddwd against
+/// ones widens the pairs to int32 lanes, which stay integer (exact) through a group. Four groups' lane vectors
+/// are then folded together (two horizontal adds and a half swap) so the conversion, the zero-point term and the
+/// scale cost one 4-wide instruction each per four groups. Integer sums do not depend on the loop shape, so the
+/// one-row and four-row kernels give the same bits.
+/// Bounds: a vpmaddubsw lane sums 2 products ≤ 15·127, and at most 4 such lanes are added before widening (15,240).
+/// 256-bit registers: on this Zen 4 the 512-bit form measured slower (its integer multiplies are double-pumped).
+/// </summary>
+public sealed unsafe partial class Int4Matrix
+{
+    /// <summary>Two runs (64 weights, 32 code bytes) per 256-bit step where the groups allow it, else one.</summary>
+    private int RunsPerStep => GroupSize % 64 == 0 ? 2 : 1;
+
+    private void MultiplyRowsInt8(Int8Activations act, float* y, int yStride, int rowStart, int rowEnd)
+    {
+        float* results = stackalloc float[4];
+        bool fourRows = Avx2.IsSupported && RunsPerStep == 2;
+        for (int n = rowStart; n < rowEnd; n++)
+        {
+            int i = 0;
+            if (fourRows)
+                for (; i + 4 <= act.Rows; i += 4)
+                {
+                    DotRowsInt8x4(n, act, i, results);
+                    for (int j = 0; j < 4; j++) y[(long)(i + j) * yStride + n] = results[j];
+                }
+            for (; i < act.Rows; i++) y[(long)i * yStride + n] = DotRowInt8(n, act.RowCodes(i), act.RowScales(i), act.RowCodeSums(i));
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private float DotRowInt8(int row, sbyte* a, float* aScales, float* aSums)
+    {
+        byte* w = _pCodes + (long)row * Cols / 2;
+        int baseIndex = row * _groups;
+        if (!Avx2.IsSupported) return DotInt8Scalar(w, a, aScales, aSums, baseIndex);
+        if (RunsPerStep == 1) return DotOneRunAvx2(row, w, a, aScales, aSums);
+
+        var mask = Vector256.Create((byte)0x0F);
+        var ones = Vector256.Create((short)1);
+        float* scales = _pScales + baseIndex, zeros = RowZeros(row);
+        Vector128<float> total = default;
+        int g = 0;
+        if (GroupSize == 128)
+        {
+            // The default group size, straight-line: the front end, not the vector pipes, is the tighter limit here.
+            for (; g + 4 <= _groups; g += 4, w += 256, a += 512)
+                total = Combine4(Block128(w, a, mask, ones), Block128(w + 64, a + 128, mask, ones),
+                                 Block128(w + 128, a + 256, mask, ones), Block128(w + 192, a + 384, mask, ones),
+                                 g, scales, zeros, aScales, aSums, total);
+        }
+        for (; g + 4 <= _groups; g += 4)
+        {
+            var d0 = GroupDot(ref w, ref a, mask, ones);
+            var d1 = GroupDot(ref w, ref a, mask, ones);
+            var d2 = GroupDot(ref w, ref a, mask, ones);
+            var d3 = GroupDot(ref w, ref a, mask, ones);
+            total = Combine4(d0, d1, d2, d3, g, scales, zeros, aScales, aSums, total);
+        }
+        float tail = 0;
+        for (; g < _groups; g++) tail = CombineOne(GroupDot(ref w, ref a, mask, ones), g, scales, zeros, aScales, aSums, tail);
+        return Vector128.Sum(total) + tail;
+    }
+
+    /// <summary>
+    /// Four activation rows against one weight row: each code load and unpack serves four rows (batched decode
+    /// and prefill). Per row the lanes hold the same integers as the one-row kernel, so the same bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DotRowsInt8x4(int row, Int8Activations act, int firstRow, float* results)
+    {
+        byte* w = _pCodes + (long)row * Cols / 2;
+        int baseIndex = row * _groups, groups = _groups;
+        float* scales = _pScales + baseIndex, zeros = RowZeros(row);
+        long stride = Cols;
+        sbyte* a = act.RowCodes(firstRow);
+        float* s0 = act.RowScales(firstRow), s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
+        float* q0 = act.RowCodeSums(firstRow), q1 = q0 + groups, q2 = q1 + groups, q3 = q2 + groups;
+        var mask = Vector256.Create((byte)0x0F);
+        var ones = Vector256.Create((short)1);
+        Vector128<float> t0 = default, t1 = default, t2 = default, t3 = default;
+        int g = 0;
+        for (; g + 4 <= groups; g += 4)
+        {
+            GroupDot4Rows(ref w, ref a, stride, mask, ones, out var a0, out var b0, out var c0, out var e0);
+            GroupDot4Rows(ref w, ref a, stride, mask, ones, out var a1, out var b1, out var c1, out var e1);
+            GroupDot4Rows(ref w, ref a, stride, mask, ones, out var a2, out var b2, out var c2, out var e2);
+            GroupDot4Rows(ref w, ref a, stride, mask, ones, out var a3, out var b3, out var c3, out var e3);
+            t0 = Combine4(a0, a1, a2, a3, g, scales, zeros, s0, q0, t0);
+            t1 = Combine4(b0, b1, b2, b3, g, scales, zeros, s1, q1, t1);
+            t2 = Combine4(c0, c1, c2, c3, g, scales, zeros, s2, q2, t2);
+            t3 = Combine4(e0, e1, e2, e3, g, scales, zeros, s3, q3, t3);
+        }
+        float u0 = 0, u1 = 0, u2 = 0, u3 = 0;
+        for (; g < groups; g++)
+        {
+            GroupDot4Rows(ref w, ref a, stride, mask, ones, out var d0, out var d1, out var d2, out var d3);
+            u0 = CombineOne(d0, g, scales, zeros, s0, q0, u0);
+            u1 = CombineOne(d1, g, scales, zeros, s1, q1, u1);
+            u2 = CombineOne(d2, g, scales, zeros, s2, q2, u2);
+            u3 = CombineOne(d3, g, scales, zeros, s3, q3, u3);
+        }
+        results[0] = Vector128.Sum(t0) + u0;
+        results[1] = Vector128.Sum(t1) + u1;
+        results[2] = Vector128.Sum(t2) + u2;
+        results[3] = Vector128.Sum(t3) + u3;
+    }
+
+    /// <summary>One group's Σ u·q in eight int32 lanes (two runs a step, two steps an iteration where they fit).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Vector256<int> GroupDot(ref byte* w, ref sbyte* a, Vector256<byte> mask, Vector256<short> ones)
+    {
+        Vector256<int> acc = default;
+        int i = 0;
+        for (; i + 128 <= GroupSize; i += 128, w += 64, a += 128) acc = Avx2.Add(acc, Block128(w, a, mask, ones));
+        if (i < GroupSize)
+        {
+            var p = Avx.LoadVector256(w);
+            acc = Avx2.Add(acc, PairDot(Avx2.And(p, mask), HighNibbles(p, mask), a, ones));
+            w += 32;
+            a += 64;
+        }
+        return acc;
+    }
+
+    /// <summary>128 weights (64 code bytes): two steps summed in 16 bits, then widened once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Block128(byte* w, sbyte* a, Vector256<byte> mask, Vector256<short> ones)
+    {
+        var p0 = Avx.LoadVector256(w);
+        var p1 = Avx.LoadVector256(w + 32);
+        var q0 = Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.And(p0, mask), Avx.LoadVector256(a)),
+                          Avx2.MultiplyAddAdjacent(HighNibbles(p0, mask), Avx.LoadVector256(a + 32)));
+        var q1 = Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.And(p1, mask), Avx.LoadVector256(a + 64)),
+                          Avx2.MultiplyAddAdjacent(HighNibbles(p1, mask), Avx.LoadVector256(a + 96)));
+        return Avx2.MultiplyAddAdjacent(Avx2.Add(q0, q1), ones);
+    }
+
+    /// <summary>One group for four activation rows (<paramref name="stride"/> bytes apart), one unpack per step.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void GroupDot4Rows(ref byte* w, ref sbyte* a, long stride, Vector256<byte> mask, Vector256<short> ones,
+        out Vector256<int> d0, out Vector256<int> d1, out Vector256<int> d2, out Vector256<int> d3)
+    {
+        d0 = d1 = d2 = d3 = default;
+        for (int i = 0; i < GroupSize; i += 64, w += 32, a += 64)
+        {
+            var p = Avx.LoadVector256(w);
+            var lo = Avx2.And(p, mask);
+            var hi = HighNibbles(p, mask);
+            d0 = Avx2.Add(d0, PairDot(lo, hi, a, ones));
+            d1 = Avx2.Add(d1, PairDot(lo, hi, a + stride, ones));
+            d2 = Avx2.Add(d2, PairDot(lo, hi, a + 2 * stride, ones));
+            d3 = Avx2.Add(d3, PairDot(lo, hi, a + 3 * stride, ones));
+        }
+    }
+
+    /// <summary>
+    /// Groups g..g+3: their lanes summed to one int each ([d0 d1 d2 d3], exact), then in float
+    /// total + (dot − z·Q) · (s·a), four groups at once.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Combine4(Vector256<int> d0, Vector256<int> d1, Vector256<int> d2, Vector256<int> d3, int g,
+        float* scales, float* zeros, float* aScales, float* aSums, Vector128<float> total)
+    {
+        var h = Avx2.HorizontalAdd(Avx2.HorizontalAdd(d0, d1), Avx2.HorizontalAdd(d2, d3));
+        var dots = Sse2.ConvertToVector128Single(Sse2.Add(h.GetLower(), h.GetUpper()));
+        dots = Fma.MultiplyAddNegated(Sse.LoadVector128(zeros + g), Sse.LoadVector128(aSums + g), dots);
+        return Fma.MultiplyAdd(dots, Sse.Multiply(Sse.LoadVector128(scales + g), Sse.LoadVector128(aScales + g)), total);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float CombineOne(Vector256<int> d, int g, float* scales, float* zeros, float* aScales, float* aSums, float total) =>
+        MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(-zeros[g], aSums[g], Vector256.Sum(d)), scales[g] * aScales[g], total);
+
+    /// <summary>Groups of an odd number of runs: 16 code bytes a step, low and high nibbles side by side.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private float DotOneRunAvx2(int row, byte* w, sbyte* a, float* aScales, float* aSums)
+    {
+        var mask = Vector128.Create((byte)0x0F);
+        var ones = Vector256.Create((short)1);
+        float* scales = _pScales + (long)row * _groups, zeros = RowZeros(row);
+        float total = 0;
+        for (int g = 0; g < _groups; g++)
+        {
+            Vector256<int> acc = default;
+            for (int i = 0; i < GroupSize; i += 32, w += 16, a += 32)
+            {
+                        var p = Sse2.LoadVector128(w);
+                var nibbles = Vector256.Create(Sse2.And(p, mask), Sse2.And(Sse2.ShiftRightLogical(p.AsUInt16(), 4).AsByte(), mask));
+                acc = Avx2.Add(acc, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nibbles, Avx.LoadVector256(a)), ones));
+            }
+            total = CombineOne(acc, g, scales, zeros, aScales, aSums, total);
+        }
+        return total;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> HighNibbles(Vector256<byte> packed, Vector256<byte> mask) =>
+        Avx2.And(Avx2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), mask);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> PairDot(Vector256<byte> lo, Vector256<byte> hi, sbyte* a, Vector256<short> ones) =>
+        Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(a)), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(a + 32))), ones);
+
+    /// <summary>Machines without AVX2: the same integers and layout, one element at a time.</summary>
+    private float DotInt8Scalar(byte* w, sbyte* a, float* aScales, float* aSums, int baseIndex)
+    {
+        int runs = RunsPerStep;
+        float total = 0;
+        for (int g = 0; g < _groups; g++)
+        {
+            int dot = 0;
+            for (int i = 0; i < GroupSize; i += 32 * runs, w += 16 * runs, a += 32 * runs)
+                for (int r = 0; r < runs; r++)
+                    for (int j = 0; j < 16; j++)
+                    {
+                        byte b = w[16 * r + j];
+                        dot += (b & 15) * a[16 * r + j] + (b >> 4) * a[16 * runs + 16 * r + j];
+                    }
+            total = MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(-_zeros[baseIndex + g], aSums[g], dot), _scales[baseIndex + g] * aScales[g], total);
+        }
+        return total;
+    }
+}
