@@ -39,8 +39,10 @@ public static unsafe class MatMul
             body(0, w.Rows);
             return;
         }
-        // Range edges on multiples of 16 rows.
-        int chunks = threads * 4;
+        // Decode (one activation row) streams the weights: one contiguous range per thread keeps one prefetched
+        // stream per core (measured 10% faster than four ranges each). Batches are compute-bound: several ranges
+        // per thread, so a core slowed by a neighbour does not hold up the rest. Range edges on multiples of 16 rows.
+        int chunks = m == 1 ? threads : threads * 4;
         int chunkRows = ((w.Rows + chunks - 1) / chunks + 15) & ~15;
         chunks = (w.Rows + chunkRows - 1) / chunkRows;
         int rows = w.Rows;
