@@ -14,13 +14,14 @@ namespace Glm.Bench;
 /// <summary>
 /// Benchmarks. Every result is reported with a baseline measured in the same run (the scalar kernel, the
 /// machine's read bandwidth, batch 1, BF16 pages) because these machines are shared and noisy.
-/// usage: Glm.Bench [all|bandwidth|gemv|model|engine|attention|tokenizer] [--layers N] [--threads N]
+/// usage: Glm.Bench [all|bandwidth|gemv|quantized|model|engine|attention|tokenizer|cuda] [--layers N] [--threads N]
 /// </summary>
 public static class Program
 {
     public static int Main(string[] args)
     {
         string what = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "all";
+        if (what == "cuda") return CudaBench.Run();
         int layers = ArgInt(args, "--layers", 2);
         MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);
         Console.WriteLine($"# Glm.Bench on {Environment.ProcessorCount} cores, {MatMul.Threads} threads, AVX2={System.Runtime.Intrinsics.X86.Avx2.IsSupported}, AVX-512={System.Runtime.Intrinsics.X86.Avx512F.IsSupported}");

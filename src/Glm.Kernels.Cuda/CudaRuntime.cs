@@ -39,6 +39,9 @@ public static class CudaRuntime
         if (status != 0) throw new CudaException($"{what} failed ({status}): {LastError()}");
     }
 
+    /// <summary>Waits for everything queued on the default stream (timing, reading results).</summary>
+    public static void Synchronize() => Check(CudaNative.glm_cuda_stream_synchronize(0), "synchronize");
+
     public static unsafe string DeviceName(int device)
     {
         byte* buffer = stackalloc byte[256];
