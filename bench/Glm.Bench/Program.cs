@@ -6,6 +6,8 @@ using Glm.Kernels.Cpu;
 using Glm.Kernels.Formats;
 using Glm.Models.Architectures;
 using Glm.Models.Inference;
+using Glm.Models.Loading;
+using Glm.Models.Quantization;
 using Glm.Models.Synthetic;
 using Glm.Text.Tokenization;
 
@@ -40,7 +42,15 @@ public static class Program
                 SyntheticCheckpoint.Write(dir, SyntheticCheckpoint.Glm47FlashConfig(layers));
             }
             using var model = ModelLoader.Load(dir);
-            if (what is "all" or "model") ModelSpeed(model, bandwidth);
+            if (what is "all" or "model")
+            {
+                double bf16Decode = ModelSpeed(model, "none", bandwidth, 0);
+                foreach (string quantization in new[] { "fp8-int4", "int4" })
+                {
+                    using var quantized = ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, QuantizationPolicy.Preset(quantization)));
+                    ModelSpeed(quantized, quantization, bandwidth, bf16Decode);
+                }
+            }
             if (what is "all" or "engine") EngineThroughput(model);
         }
         return 0;
@@ -204,10 +214,11 @@ public static class Program
         Console.WriteLine($"{bytes / 1e6:F1} MB → {tokens:N0} tokens in {s:F2} s: {bytes / s / 1e6:F1} MB/s, {tokens / s / 1e6:F2} M tokens/s");
     }
 
-    private static void ModelSpeed(CausalLM model, double bandwidth)
+    /// <summary>Prefill and batch-1 decode speed of one weight policy; returns seconds per decoded token.</summary>
+    private static double ModelSpeed(CausalLM model, string quantization, double bandwidth, double bf16Decode)
     {
         var c = model.Config;
-        Console.WriteLine($"\n## {c.ArchitectureName} at GLM-4.7-Flash layer shapes, {c.NumLayers} layers, random BF16 weights");
+        if (bf16Decode == 0) Console.WriteLine($"\n## {c.ArchitectureName} at GLM-4.7-Flash layer shapes, {c.NumLayers} layers, random BF16 weights; --quantization as named (lm_head and embeddings stay BF16)");
         var rng = new Random(4);
         var prompt = Enumerable.Range(0, 512).Select(_ => rng.Next(c.VocabSize)).ToArray();
         double prefill = Measure.MedianSeconds(() =>
@@ -220,8 +231,10 @@ public static class Program
         int next = 1;
         double decode = Measure.MedianSeconds(() => next = Activations.ArgMax(runner.Feed([next])), repeats: 20, warmup: 3);
         long bytes = DecodeBytesPerToken(model);
-        Console.WriteLine($"prefill: {prompt.Length / prefill:F1} tokens/s (512-token prompt)");
-        Console.WriteLine($"decode:  {1 / decode:F2} tokens/s at batch 1; {bytes / 1e6:F0} MB of weights read per token → {bytes / decode / 1e9:F1} GB/s = {bytes / decode / 1e9 / bandwidth:P0} of the measured read bandwidth");
+        string versus = bf16Decode > 0 ? $", {bf16Decode / decode:F2}x the BF16 decode speed" : "";
+        Console.WriteLine($"{quantization,-9} prefill: {prompt.Length / prefill:F1} tokens/s (512-token prompt)");
+        Console.WriteLine($"{quantization,-9} decode:  {1 / decode:F2} tokens/s at batch 1; {bytes / 1e6:F0} MB of weights read per token → {bytes / decode / 1e9:F1} GB/s = {bytes / decode / 1e9 / bandwidth:P0} of the measured read bandwidth{versus}");
+        return decode;
     }
 
     /// <summary>Weights one decode token reads: attention, dense MLPs, the active and shared experts, one embedding row, the LM head.</summary>

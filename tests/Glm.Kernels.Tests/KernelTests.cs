@@ -36,6 +36,7 @@ public class KernelTests
     [InlineData(1, 64, 48)]
     [InlineData(5, 257, 130)]
     [InlineData(16, 1024, 512)]
+    [InlineData(6, 96, 9000)] // x wider than L1
     public void MatMulMatchesTheScalarReferenceForEveryFormat(int m, int n, int k)
     {
         var rng = new Random(_seed);
@@ -154,5 +155,32 @@ public class KernelTests
             Assert.True(Math.Abs(got - clamped) <= best + 1e-12, $"{v} → {got}, nearest is {best} away (seed {_seed})");
         }
         Assert.Equal(448f, Fp8E4M3.ToFloat(Fp8E4M3.FromFloat(1e6f)));
+    }
+
+    /// <summary>The in-register decoders against the table for every finite code, both signs, subnormals included.</summary>
+    [Fact]
+    public unsafe void Fp8E4M3RegisterDecodersMatchTheTable()
+    {
+        var codes = Enumerable.Range(0, 256).Where(c => (c & 0x7F) != 0x7F).Select(c => (byte)c).ToArray();
+        byte* buffer = stackalloc byte[16];
+        for (int start = 0; start < codes.Length; start += 16)
+        {
+            for (int j = 0; j < 16; j++) buffer[j] = codes[Math.Min(start + j, codes.Length - 1)];
+            if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+            {
+                var lo = Fp8E4M3.Decode8(buffer);
+                var hi = Fp8E4M3.Decode8(buffer + 8);
+                for (int j = 0; j < 8; j++)
+                {
+                    Assert.Equal(Fp8E4M3.ToFloat(buffer[j]), lo[j]);
+                    Assert.Equal(Fp8E4M3.ToFloat(buffer[j + 8]), hi[j]);
+                }
+            }
+            if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
+            {
+                var all = Fp8E4M3.Decode16(buffer);
+                for (int j = 0; j < 16; j++) Assert.Equal(Fp8E4M3.ToFloat(buffer[j]), all[j]);
+            }
+        }
     }
 }

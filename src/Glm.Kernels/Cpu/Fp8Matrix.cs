@@ -10,8 +10,8 @@ public enum Fp8Scaling { PerTensor, PerChannel, Block }
 
 /// <summary>
 /// FP8 E4M3 weights with per-tensor, per-output-channel, or block (e.g. 128×128) scales; w = decode(code) · scale.
-/// Codes are decoded in registers (<see cref="Fp8E4M3.Decode8"/>): a shift, a mask and one multiply instead of a
-/// table lookup.
+/// Codes are decoded in registers (<see cref="Fp8E4M3.Decode8"/>): a sign extension, a shift, a mask and one
+/// multiply instead of a table lookup.
 /// </summary>
 public sealed unsafe class Fp8Matrix : WeightMatrix
 {
