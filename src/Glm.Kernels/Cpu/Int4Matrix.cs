@@ -155,7 +155,7 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
             base.Multiply(x, m, y);
             return;
         }
-        using var activations = new Int8Activations(m, Cols, GroupSize, RunsPerStep);
+        var activations = Int8Activations.ForThisThread(m, Cols, GroupSize, RunsPerStep);
         activations.Quantize(x);
         nint py = (nint)y;
         MatMul.ForEachRowRange(this, m, (start, end) => MultiplyRowsInt8(activations, (float*)py, Rows, start, end));
@@ -165,7 +165,7 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
     {
         if (Activations == Int4Activations.Int8)
         {
-            using var activations = new Int8Activations(m, Cols, GroupSize, RunsPerStep);
+            var activations = Int8Activations.ForThisThread(m, Cols, GroupSize, RunsPerStep);
             activations.Quantize(x);
             MultiplyRowsInt8(activations, y, yStride, rowStart, rowEnd);
             return;

@@ -15,9 +15,27 @@ namespace Glm.Kernels.Cpu;
 public sealed unsafe class Int8Activations : IDisposable
 {
     private byte* _memory;
+    private long _capacity;
+
+    /// <summary>This thread's reusable buffer, reshaped and grown when needed: decode steps allocate nothing.</summary>
+    [ThreadStatic] private static Int8Activations? t_reusable;
 
     /// <param name="runsPerStep">1 (a step is one run: natural order) or 2 (two runs per 256-bit step).</param>
-    public Int8Activations(int rows, int cols, int groupSize, int runsPerStep)
+    public Int8Activations(int rows, int cols, int groupSize, int runsPerStep) => Reshape(rows, cols, groupSize, runsPerStep);
+
+    /// <summary>
+    /// The calling thread's buffer in the given shape. It stays valid until the same thread asks again, so a caller
+    /// may hand it to worker threads for the duration of one call.
+    /// </summary>
+    public static Int8Activations ForThisThread(int rows, int cols, int groupSize, int runsPerStep)
+    {
+        var buffer = t_reusable;
+        if (buffer is null) return t_reusable = new Int8Activations(rows, cols, groupSize, runsPerStep);
+        buffer.Reshape(rows, cols, groupSize, runsPerStep);
+        return buffer;
+    }
+
+    private void Reshape(int rows, int cols, int groupSize, int runsPerStep)
     {
         if (cols % groupSize != 0 || groupSize % (32 * runsPerStep) != 0) throw new ArgumentException($"group {groupSize} does not fit cols {cols} and {runsPerStep} runs per step");
         Rows = rows;
@@ -27,24 +45,30 @@ public sealed unsafe class Int8Activations : IDisposable
         RunsPerStep = runsPerStep;
         long codeBytes = ((long)rows * cols + 63) & ~63L;
         long groupBytes = (long)rows * Groups * sizeof(float);
-        _memory = (byte*)NativeMemory.AlignedAlloc((nuint)(codeBytes + 2 * groupBytes), 64);
+        long bytes = codeBytes + 2 * groupBytes;
+        if (bytes > _capacity)
+        {
+            if (_memory != null) NativeMemory.AlignedFree(_memory);
+            _memory = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+            _capacity = bytes;
+        }
         Codes = (sbyte*)_memory;
         Scales = (float*)(_memory + codeBytes);
         CodeSums = (float*)(_memory + codeBytes + groupBytes);
     }
 
-    public int Rows { get; }
-    public int Cols { get; }
-    public int GroupSize { get; }
-    public int Groups { get; }
-    public int RunsPerStep { get; }
+    public int Rows { get; private set; }
+    public int Cols { get; private set; }
+    public int GroupSize { get; private set; }
+    public int Groups { get; private set; }
+    public int RunsPerStep { get; private set; }
 
     /// <summary>Rows × Cols codes in the step layout.</summary>
-    public sbyte* Codes { get; }
+    public sbyte* Codes { get; private set; }
     /// <summary>Rows × Groups: x ≈ scale · code within each group.</summary>
-    public float* Scales { get; }
+    public float* Scales { get; private set; }
     /// <summary>Rows × Groups: Σ code over each group, for the zero-point term (an integer, exact in float: |Σ| ≤ 127·group).</summary>
-    public float* CodeSums { get; }
+    public float* CodeSums { get; private set; }
 
     public sbyte* RowCodes(int row) => Codes + (long)row * Cols;
     public float* RowScales(int row) => Scales + (long)row * Groups;
@@ -115,8 +139,10 @@ public sealed unsafe class Int8Activations : IDisposable
 
     public void Dispose()
     {
+        if (ReferenceEquals(this, t_reusable)) t_reusable = null;
         if (_memory != null) NativeMemory.AlignedFree(_memory);
         _memory = null;
+        _capacity = 0;
         GC.SuppressFinalize(this);
     }
 

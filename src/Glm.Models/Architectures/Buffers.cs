@@ -19,3 +19,20 @@ internal readonly struct PooledFloats : IDisposable
 
     public void Dispose() => ArrayPool<float>.Shared.Return(_array);
 }
+
+/// <summary>A pooled int buffer of a requested length; returned to the pool on dispose.</summary>
+internal readonly struct PooledInts : IDisposable
+{
+    private readonly int[] _array;
+    public readonly int Length;
+
+    public PooledInts(long length)
+    {
+        Length = checked((int)length);
+        _array = ArrayPool<int>.Shared.Rent(Math.Max(Length, 1));
+    }
+
+    public Span<int> Span => _array.AsSpan(0, Length);
+
+    public void Dispose() => ArrayPool<int>.Shared.Return(_array);
+}

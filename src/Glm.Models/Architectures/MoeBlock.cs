@@ -24,28 +24,41 @@ public sealed class MoeBlock : IDisposable
 
     public void Forward(ReadOnlySpan<float> x, int rows, Span<float> output)
     {
-        int k = _router.TopK, h = _hidden;
-        var chosen = new int[rows * k];
-        var weights = new float[rows * k];
-        var perExpert = new List<int>[_experts.Length];
-        for (int r = 0; r < rows; r++)
+        int k = _router.TopK, h = _hidden, experts = _experts.Length;
+        using var chosenBuffer = new PooledInts((long)rows * k);
+        using var weightBuffer = new PooledFloats((long)rows * k);
+        var chosen = chosenBuffer.Span;
+        var weights = weightBuffer.Span;
+        for (int r = 0; r < rows; r++) _router.Route(x.Slice(r * h, h), chosen.Slice(r * k, k), weights.Slice(r * k, k));
+
+        // Group the (token, choice) picks by expert with a stable counting sort: expert e's picks are
+        // order[start[e]..start[e + 1]), ascending, with no per-step lists.
+        using var startBuffer = new PooledInts(experts + 1);
+        using var orderBuffer = new PooledInts((long)rows * k);
+        var start = startBuffer.Span;
+        var order = orderBuffer.Span;
+        start.Clear();
+        foreach (int e in chosen) start[e + 1]++;
+        for (int e = 0; e < experts; e++) start[e + 1] += start[e];
+        using (var fillBuffer = new PooledInts(experts))
         {
-            _router.Route(x.Slice(r * h, h), chosen.AsSpan(r * k, k), weights.AsSpan(r * k, k));
-            for (int j = 0; j < k; j++) (perExpert[chosen[r * k + j]] ??= []).Add(r * k + j);
+            var fill = fillBuffer.Span;
+            start[..experts].CopyTo(fill);
+            for (int pick = 0; pick < chosen.Length; pick++) order[fill[chosen[pick]]++] = pick;
         }
 
         output[..(rows * h)].Clear();
         // Contributions are staged per (token, choice) so each token can add them in expert order afterwards.
         using var contributions = new PooledFloats((long)rows * k * h);
-        for (int e = 0; e < _experts.Length; e++)
+        for (int e = 0; e < experts; e++)
         {
-            var picks = perExpert[e];
-            if (picks is null) continue;
-            using var gathered = new PooledFloats((long)picks.Count * h);
-            using var result = new PooledFloats((long)picks.Count * h);
-            for (int i = 0; i < picks.Count; i++) x.Slice(picks[i] / k * h, h).CopyTo(gathered.Span.Slice(i * h, h));
-            _experts[e].Forward(gathered.Span, picks.Count, result.Span);
-            for (int i = 0; i < picks.Count; i++)
+            var picks = order[start[e]..start[e + 1]];
+            if (picks.IsEmpty) continue;
+            using var gathered = new PooledFloats((long)picks.Length * h);
+            using var result = new PooledFloats((long)picks.Length * h);
+            for (int i = 0; i < picks.Length; i++) x.Slice(picks[i] / k * h, h).CopyTo(gathered.Span.Slice(i * h, h));
+            _experts[e].Forward(gathered.Span, picks.Length, result.Span);
+            for (int i = 0; i < picks.Length; i++)
             {
                 var dst = contributions.Span.Slice(picks[i] * h, h);
                 var src = result.Span.Slice(i * h, h);
