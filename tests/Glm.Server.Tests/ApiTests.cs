@@ -124,6 +124,26 @@ public class ApiTests(ChatFixtureServer server) : IClassFixture<ChatFixtureServe
         Assert.Contains("\"name\": \"get_weather\"", prompt);
     }
 
+    /// <summary>/tokenize and the chat endpoint render the template the same way (kwargs, generation prompt, errors).</summary>
+    [Fact]
+    public async Task TokenizeCountsWhatTheChatEndpointFeedsTheModel()
+    {
+        var messages = new[] { new { role = "user", content = "What is 2 + 2?" } };
+        var kwargs = new { enable_thinking = false };
+        using var t = await server.Http.PostAsJsonAsync("/tokenize", new { model = server.Name, messages, chat_template_kwargs = kwargs });
+        int count = (await t.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("count").GetInt32();
+        using var c = await server.Http.PostAsJsonAsync("/v1/chat/completions", new { model = server.Name, messages, chat_template_kwargs = kwargs, max_tokens = 1 });
+        var usage = (await c.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("usage");
+        Assert.Equal(count, usage.GetProperty("prompt_tokens").GetInt32());
+
+        foreach (var path in new[] { "/tokenize", "/v1/chat/completions" })
+        {
+            using var bad = await server.Http.PostAsJsonAsync(path, new { model = server.Name, messages, chat_template_kwargs = "no" });
+            Assert.Equal(System.Net.HttpStatusCode.BadRequest, bad.StatusCode);
+            Assert.Contains("chat_template_kwargs", await bad.Content.ReadAsStringAsync());
+        }
+    }
+
     [Fact]
     public async Task ModelsListNamesTheServedModel()
     {

@@ -4,7 +4,6 @@ using Glm.Engine;
 using Glm.Server.Hosting;
 using Glm.Server.Metrics;
 using Glm.Text.Parsing;
-using Glm.Text.Templates;
 
 namespace Glm.Server.Api;
 
@@ -53,23 +52,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         var (toolChoice, forcedName) = ParseToolChoice(r, tools);
         ValidateResponseFormat(r);
 
-        var kwargs = new Dictionary<string, object?>();
-        if (r.Element("chat_template_kwargs") is { } k)
-        {
-            if (k.ValueKind != JsonValueKind.Object) throw RequestReader.Wrong("chat_template_kwargs", "an object");
-            foreach (var p in k.EnumerateObject()) kwargs[p.Name] = Values.FromJson(p.Value);
-        }
-        bool addGenerationPrompt = r.Bool("add_generation_prompt") ?? true;
-        string prompt;
-        try
-        {
-            var vars = ChatMessages.Variables(messages, toolChoice == "none" ? null : tools, addGenerationPrompt, kwargs, model.Settings.BosToken, model.Settings.EosToken);
-            prompt = model.ChatTemplate.Render(vars);
-        }
-        catch (TemplateException e)
-        {
-            throw ApiException.BadRequest($"The chat template could not render these messages: {e.Message}", "messages");
-        }
+        string prompt = ChatPrompt.Render(model, r, messages, toolChoice == "none" ? null : tools);
         var promptIds = model.Tokenizer.Encode(prompt);
         var sampling = SamplingRequest.Parse(r, model, promptIds.Length, chat: true, logprobs ? topLogprobs ?? 0 : null);
         var schemas = ToolSchemas.FromOpenAiTools(tools);

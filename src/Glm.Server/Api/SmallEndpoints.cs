@@ -1,7 +1,6 @@
 using System.Reflection;
 using System.Text.Json;
 using Glm.Server.Hosting;
-using Glm.Text.Templates;
 
 namespace Glm.Server.Api;
 
@@ -31,13 +30,7 @@ public static class SmallEndpoints
         int[] ids;
         if (r.Element("messages") is { } messages)
         {
-            if (m.ChatTemplate is null) throw ApiException.BadRequest("This model has no chat template.");
-            var kwargs = r.Element("chat_template_kwargs") is { ValueKind: JsonValueKind.Object } k
-                ? k.EnumerateObject().ToDictionary(p => p.Name, p => Values.FromJson(p.Value)) : null;
-            string prompt;
-            try { prompt = m.ChatTemplate.Render(ChatMessages.Variables(messages, r.Element("tools"), r.Bool("add_generation_prompt") ?? true, kwargs)); }
-            catch (TemplateException e) { throw ApiException.BadRequest(e.Message, "messages"); }
-            ids = m.Tokenizer.Encode(prompt);
+            ids = m.Tokenizer.Encode(ChatPrompt.Render(m, r, messages, r.Element("tools")));
         }
         else ids = m.Tokenizer.Encode(r.RequiredString("prompt"));
         bool tokenStrings = r.Bool("return_token_strs") ?? false;
