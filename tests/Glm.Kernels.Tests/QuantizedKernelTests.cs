@@ -118,8 +118,7 @@ public unsafe class QuantizedKernelTests
         {
             var w = ScalarReference.Random(rng, n * k, 0.05f);
             var matrix = Make(format, w, n, k);
-            var deq = new float[n * k];
-            for (int r = 0; r < n; r++) matrix.DequantizeRow(r, deq.AsSpan(r * k, k));
+            var deq = ScalarReference.Dequantized(matrix);
             var x = ScalarReference.Random(rng, m * k);
             var y = new float[m * n];
             MatMul.Multiply(matrix, x, m, y);
@@ -142,8 +141,7 @@ public unsafe class QuantizedKernelTests
         {
             var w = ScalarReference.Random(rng, n * k, 0.05f);
             var matrix = (Int4Matrix)Make(format, w, n, k);
-            var deq = new float[n * k];
-            for (int r = 0; r < n; r++) matrix.DequantizeRow(r, deq.AsSpan(r * k, k));
+            var deq = ScalarReference.Dequantized(matrix);
             var x = ScalarReference.Random(rng, m * k);
             for (int i = 0; i < x.Length; i += 61) x[i] *= 25; // outliers set the groups' scales
             var xq = new float[m * k];
@@ -217,8 +215,7 @@ public unsafe class QuantizedKernelTests
             matrix = Bf16Matrix.FromArray(bits, n, k);
         }
         else matrix = MakeFp8(format, w, n, k);
-        var deq = new float[n * k];
-        for (int r = 0; r < n; r++) matrix.DequantizeRow(r, deq.AsSpan(r * k, k));
+        var deq = ScalarReference.Dequantized(matrix);
         var x = ScalarReference.Random(rng, m * k);
         var y = new float[m * n];
         MatMul.Multiply(matrix, x, m, y);

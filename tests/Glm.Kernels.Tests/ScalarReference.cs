@@ -39,6 +39,14 @@ public static class ScalarReference
         }
     }
 
+    /// <summary>Every row of a matrix as float32, row-major: what the float64 references multiply.</summary>
+    public static float[] Dequantized(Glm.Kernels.Cpu.WeightMatrix m)
+    {
+        var values = new float[(long)m.Rows * m.Cols];
+        for (int r = 0; r < m.Rows; r++) m.DequantizeRow(r, values.AsSpan(r * m.Cols, m.Cols));
+        return values;
+    }
+
     /// <summary>max |a − b| / max |b|: the relative error used throughout.</summary>
     public static double RelativeError(ReadOnlySpan<float> actual, ReadOnlySpan<double> expected)
     {

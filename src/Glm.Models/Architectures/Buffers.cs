@@ -2,37 +2,21 @@ using System.Buffers;
 
 namespace Glm.Models.Architectures;
 
-/// <summary>A pooled float buffer of a requested length; returned to the pool on dispose.</summary>
-internal readonly struct PooledFloats : IDisposable
+/// <summary>A pooled buffer of a requested length (the shared array pool's); returned to the pool on dispose.</summary>
+internal readonly struct Pooled<T> : IDisposable
 {
-    private readonly float[] _array;
+    private readonly T[] _array;
     public readonly int Length;
 
-    public PooledFloats(long length)
+    public Pooled(long length)
     {
         Length = checked((int)length);
-        _array = ArrayPool<float>.Shared.Rent(Math.Max(Length, 1));
+        _array = ArrayPool<T>.Shared.Rent(Math.Max(Length, 1));
     }
 
-    public Span<float> Span => _array.AsSpan(0, Length);
-    public float[] Array => _array;
+    public Span<T> Span => _array.AsSpan(0, Length);
+    /// <summary>The rented array itself (at least <see cref="Length"/> long), for APIs that take arrays.</summary>
+    public T[] Array => _array;
 
-    public void Dispose() => ArrayPool<float>.Shared.Return(_array);
-}
-
-/// <summary>A pooled int buffer of a requested length; returned to the pool on dispose.</summary>
-internal readonly struct PooledInts : IDisposable
-{
-    private readonly int[] _array;
-    public readonly int Length;
-
-    public PooledInts(long length)
-    {
-        Length = checked((int)length);
-        _array = ArrayPool<int>.Shared.Rent(Math.Max(Length, 1));
-    }
-
-    public Span<int> Span => _array.AsSpan(0, Length);
-
-    public void Dispose() => ArrayPool<int>.Shared.Return(_array);
+    public void Dispose() => ArrayPool<T>.Shared.Return(_array);
 }

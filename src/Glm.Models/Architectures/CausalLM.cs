@@ -60,7 +60,7 @@ public sealed class CausalLM : IDisposable
     {
         int t = batch.TokenCount, h = Config.HiddenSize;
 
-        using var hidden = new PooledFloats((long)t * h);
+        using var hidden = new Pooled<float>((long)t * h);
         for (int i = 0; i < t; i++)
         {
             int id = batch.TokenIds[i];
@@ -70,7 +70,7 @@ public sealed class CausalLM : IDisposable
         for (int l = 0; l < _layers.Length; l++) _layers[l].Forward(hidden.Span, batch, sequences, cache.Store, l);
 
         int rows = batch.LogitRows;
-        using var final = new PooledFloats((long)rows * h);
+        using var final = new Pooled<float>((long)rows * h);
         for (int r = 0; r < rows; r++)
         {
             int token = batch.AllLogits ? r : batch.Sequences[r].Start + batch.Sequences[r].Count - 1;

@@ -18,8 +18,8 @@ public sealed class DecoderLayer(
     public void Forward(Span<float> hidden, ForwardBatch batch, AttentionSequence[] sequences, KvStore cache, int layer)
     {
         int t = batch.TokenCount, h = inputNorm.Length;
-        using var normed = new PooledFloats((long)t * h);
-        using var branch = new PooledFloats((long)t * h);
+        using var normed = new Pooled<float>((long)t * h);
+        using var branch = new Pooled<float>((long)t * h);
 
         RmsNorm.ApplyRows(hidden, t, inputNorm, eps, normed.Span);
         Attention.Forward(normed.Span, batch, sequences, cache, layer, branch.Span);

@@ -29,11 +29,11 @@ public sealed class DenseMlp : IDisposable
     public void Forward(ReadOnlySpan<float> x, int rows, Span<float> output)
     {
         int inter = IntermediateSize;
-        using var gate = new PooledFloats((long)rows * inter);
-        using var up = new PooledFloats((long)rows * inter);
+        using var gate = new Pooled<float>((long)rows * inter);
+        using var up = new Pooled<float>((long)rows * inter);
         if (_gateUp is not null)
         {
-            using var fused = new PooledFloats((long)rows * inter * 2);
+            using var fused = new Pooled<float>((long)rows * inter * 2);
             _gateUp.Forward(x, rows, fused.Span);
             for (int r = 0; r < rows; r++)
             {

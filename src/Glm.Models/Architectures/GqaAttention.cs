@@ -28,9 +28,9 @@ public sealed class GqaAttention : IAttention
     public void Forward(ReadOnlySpan<float> x, ForwardBatch batch, AttentionSequence[] sequences, KvStore cache, int layer, Span<float> output)
     {
         int t = batch.TokenCount, qw = _heads * _headDim, kw = _kvHeads * _headDim;
-        using var q = new PooledFloats((long)t * qw);
-        using var k = new PooledFloats((long)t * kw);
-        using var v = new PooledFloats((long)t * kw);
+        using var q = new Pooled<float>((long)t * qw);
+        using var k = new Pooled<float>((long)t * kw);
+        using var v = new Pooled<float>((long)t * kw);
         _q.Forward(x, t, q.Span);
         _k.Forward(x, t, k.Span);
         _v.Forward(x, t, v.Span);
@@ -48,7 +48,7 @@ public sealed class GqaAttention : IAttention
             for (int i = 0; i < s.Count; i++)
                 cache.Write(layer, s.Slots[s.FirstPosition + i], k.Span.Slice((s.Start + i) * kw, kw), v.Span.Slice((s.Start + i) * kw, kw));
 
-        using var attn = new PooledFloats((long)t * qw);
+        using var attn = new Pooled<float>((long)t * qw);
         PagedAttention.Forward(cache, layer, sequences, q.Array, _heads, _headDim, _heads / _kvHeads, 1f / MathF.Sqrt(_headDim), attn.Array, _headDim);
         _o.Forward(attn.Span, t, output);
     }

@@ -63,23 +63,23 @@ public sealed class LatentAttention : IAttention
     public void Forward(ReadOnlySpan<float> x, ForwardBatch batch, AttentionSequence[] sequences, KvStore cache, int layer, Span<float> output)
     {
         int t = batch.TokenCount, qw = _heads * _qHeadDim, latentW = _rank + _ropeDim;
-        using var q = new PooledFloats((long)t * qw);
+        using var q = new Pooled<float>((long)t * qw);
         if (_qProj is not null)
         {
             _qProj.Forward(x, t, q.Span);
         }
         else
         {
-            using var qa = new PooledFloats((long)t * _qA!.OutFeatures);
+            using var qa = new Pooled<float>((long)t * _qA!.OutFeatures);
             _qA.Forward(x, t, qa.Span);
             RmsNorm.ApplyRows(qa.Span, t, _qANorm!, LatentNormEps, qa.Span);
             _qB.Forward(qa.Span, t, q.Span);
         }
-        using var latent = new PooledFloats((long)t * latentW);
+        using var latent = new Pooled<float>((long)t * latentW);
         _kvA.Forward(x, t, latent.Span);
 
         Span<float> ropeScratch = stackalloc float[_rope.ScratchLength];
-        using var qLatentBuffer = new PooledFloats((long)t * _heads * latentW); // per head: [absorbed no-RoPE query (rank) | roped query (rope dims)]
+        using var qLatentBuffer = new Pooled<float>((long)t * _heads * latentW); // per head: [absorbed no-RoPE query (rank) | roped query (rope dims)]
         var qLatent = qLatentBuffer.Array;
         for (int i = 0; i < t; i++)
         {
@@ -103,11 +103,11 @@ public sealed class LatentAttention : IAttention
             for (int i = 0; i < s.Count; i++)
                 cache.Write(layer, s.Slots[s.FirstPosition + i], latent.Span.Slice((s.Start + i) * latentW, latentW), default);
 
-        using var latentOutBuffer = new PooledFloats((long)t * _heads * _rank);
+        using var latentOutBuffer = new Pooled<float>((long)t * _heads * _rank);
         var latentOut = latentOutBuffer.Array;
         PagedAttention.Forward(cache, layer, sequences, qLatent, _heads, latentW, _heads, 1f / MathF.Sqrt(_qHeadDim), latentOut, _rank);
 
-        using var attn = new PooledFloats((long)t * _heads * _vDim);
+        using var attn = new Pooled<float>((long)t * _heads * _vDim);
         unsafe
         {
             fixed (float* lo = latentOut)
