@@ -30,7 +30,7 @@ public static class Program
         double bandwidth = Measure.ReadBandwidthGBs(MatMul.Threads);
         Console.WriteLine($"machine read bandwidth: {bandwidth:F1} GB/s ({MatMul.Threads} threads)");
         if (what is "all" or "gemv") Gemv(bandwidth);
-        if (what is "all" or "quantized") QuantizedGemv(bandwidth);
+        if (what is "all" or "quantized") QuantizedGemv();
         if (what is "all" or "attention") Attention();
         if (what is "all" or "tokenizer") Tokenizer();
         if (what is "all" or "model" or "engine")
@@ -94,7 +94,7 @@ public static class Program
     /// (decode reads every weight once per token), timed in turn with a read pass of 128 MB, whose bandwidth is
     /// the baseline: neighbours on this shared machine move bandwidth by a third within minutes.
     /// </summary>
-    private static void QuantizedGemv(double bandwidth)
+    private static void QuantizedGemv()
     {
         Console.WriteLine("\n## Quantized GEMV (M = 1) against BF16 and the read bandwidth, and GEMM GFLOP/s by batch rows M");
         var rng = new Random(6);

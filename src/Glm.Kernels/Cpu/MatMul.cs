@@ -17,18 +17,16 @@ public static unsafe class MatMul
         if (y.Length < (long)m * w.Rows) throw new ArgumentException("y too short", nameof(y));
         fixed (float* px = x) fixed (float* py = y)
         {
-            Run(w, px, m, py);
+            w.Multiply(px, m, py);
             if (!bias.IsEmpty)
                 for (int i = 0; i < m; i++)
                     for (int n = 0; n < w.Rows; n++) py[(long)i * w.Rows + n] += bias[n];
         }
     }
 
-    private static void Run(WeightMatrix w, float* x, int m, float* y) => w.Multiply(x, m, y);
-
     /// <summary>
     /// Runs <paramref name="body"/> over ranges of W's rows covering [0, Rows): on the calling thread for small
-    /// work, else in parallel, several ranges per thread so a slow core does not hold up the rest.
+    /// work, else in parallel (how the rows are cut is explained below).
     /// </summary>
     public static void ForEachRowRange(WeightMatrix w, int m, Action<int, int> body)
     {
