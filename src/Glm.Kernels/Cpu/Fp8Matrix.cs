@@ -15,7 +15,7 @@ public enum Fp8Scaling { PerTensor, PerChannel, Block }
 /// </summary>
 public sealed unsafe class Fp8Matrix : WeightMatrix
 {
-    private readonly byte[] _codes;
+    private readonly WeightMemory _codes;
     private readonly byte* _pCodes;
     private readonly float[] _scales;
     private readonly int _blockRows, _blockCols, _gridCols;
@@ -33,19 +33,19 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
         _gridCols = (cols + _blockCols - 1) / _blockCols;
         int expected = (rows + _blockRows - 1) / _blockRows * _gridCols;
         if (scales.Length != expected) throw new ArgumentException($"expected {expected} scales for {scaling}, got {scales.Length}", nameof(scales));
-        _codes = GC.AllocateArray<byte>(codes.Length, pinned: true);
-        codes.CopyTo(_codes, 0);
-        fixed (byte* p = _codes) _pCodes = p;
+        _codes = new WeightMemory(codes.LongLength);
+        _pCodes = _codes.Pointer;
+        codes.AsSpan().CopyTo(_codes.Span);
         _scales = scales;
     }
 
     public Fp8Scaling Scaling { get; }
-    public byte Code(int row, int col) => _codes[(long)row * Cols + col];
-    public ReadOnlySpan<byte> Codes => _codes;
+    public byte Code(int row, int col) => _pCodes[(long)row * Cols + col];
+    public ReadOnlySpan<byte> Codes => _codes.Span;
     /// <summary>Scales in row-major block-grid order ([1], [rows] or [ceil(rows/br), ceil(cols/bc)]).</summary>
     public ReadOnlySpan<float> ScaleGrid => _scales;
     public override string Format => Scaling == Fp8Scaling.Block ? $"fp8-e4m3-block{_blockRows}x{_blockCols}" : Scaling == Fp8Scaling.PerChannel ? "fp8-e4m3-channel" : "fp8-e4m3-tensor";
-    public override long ByteSize => _codes.LongLength + _scales.LongLength * 4;
+    public override long ByteSize => _codes.Length + _scales.LongLength * 4;
 
     /// <summary>Quantizes float weights with absmax/448 scales of the chosen layout (round to nearest even, saturating).</summary>
     public static Fp8Matrix Quantize(ReadOnlySpan<float> w, int rows, int cols, Fp8Scaling scaling, int blockRows = 128, int blockCols = 128)
@@ -72,7 +72,7 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
 
     public override void DequantizeRow(int row, Span<float> destination)
     {
-        for (int c = 0; c < Cols; c++) destination[c] = Fp8E4M3.ToFloat(_codes[(long)row * Cols + c]) * Scale(row, c / _blockCols);
+        for (int c = 0; c < Cols; c++) destination[c] = Fp8E4M3.ToFloat(_pCodes[(long)row * Cols + c]) * Scale(row, c / _blockCols);
     }
 
     /// <summary>
@@ -136,6 +136,12 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             if (i < n) tail = MathF.FusedMultiplyAdd(BlockDotScalar(codes + start + i, x + start + i, n - i), scale, tail);
         }
         return Vector512.Sum(total) + tail;
+    }
+
+    public override void Dispose()
+    {
+        _codes.Dispose();
+        base.Dispose();
     }
 
     private static float BlockDotScalar(byte* codes, float* x, int n)

@@ -21,7 +21,7 @@ public enum Int4Activations
 /// </summary>
 public sealed unsafe partial class Int4Matrix : WeightMatrix
 {
-    private readonly byte[] _codes;   // pinned, Rows × Cols/2
+    private readonly WeightMemory _codes; // Rows × Cols/2
     private readonly float[] _scales; // Rows × Groups
     private readonly float[] _zeros;  // Rows × Groups, integers 0..15
     private readonly float[] _scaledZeros; // s·z per group, so the float path's zero-point term is one short dot per row
@@ -31,7 +31,7 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
     private readonly float* _pSymmetricZeros;
     private readonly int _groups;
 
-    private Int4Matrix(int rows, int cols, int groupSize, bool symmetric, byte[] codes, float[] scales, float[] zeros) : base(rows, cols)
+    private Int4Matrix(int rows, int cols, int groupSize, bool symmetric, WeightMemory codes, float[] scales, float[] zeros) : base(rows, cols)
     {
         GroupSize = groupSize;
         Symmetric = symmetric;
@@ -41,7 +41,7 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
         _zeros = zeros;
         _scaledZeros = new float[scales.Length];
         for (int i = 0; i < scales.Length; i++) _scaledZeros[i] = scales[i] * zeros[i];
-        fixed (byte* p = _codes) _pCodes = p;
+        _pCodes = codes.Pointer;
         fixed (float* p = _scales) _pScales = p;
         fixed (float* p = _zeros) _pZeros = p;
         _symmetricZeros = GC.AllocateArray<float>(_groups, pinned: true);
@@ -58,11 +58,11 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
     /// <summary>Row <paramref name="row"/>'s zero points; symmetric matrices share one row of 8s.</summary>
     private float* RowZeros(int row) => Symmetric ? _pSymmetricZeros : _pZeros + (long)row * _groups;
 
-    public override long ByteSize => _codes.LongLength + (_scales.LongLength + (Symmetric ? 0 : _zeros.LongLength)) * 4;
+    public override long ByteSize => _codes.Length + (_scales.LongLength + (Symmetric ? 0 : _zeros.LongLength)) * 4;
     public ReadOnlySpan<float> Scales => _scales;
     public ReadOnlySpan<float> Zeros => _zeros;
     /// <summary>The packed codes as stored (what the CUDA worker uploads as is).</summary>
-    public ReadOnlySpan<byte> PackedCodes => _codes;
+    public ReadOnlySpan<byte> PackedCodes => _codes.Span;
 
     public static bool Supports(int cols, int groupSize) => groupSize % 32 == 0 && groupSize > 0 && cols % groupSize == 0;
 
@@ -86,7 +86,7 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
         if (!Supports(cols, groupSize)) throw new ArgumentException($"cols {cols} is not a multiple of group size {groupSize} (itself a multiple of 32)");
         int groups = cols / groupSize;
         return new Int4Matrix(rows, cols, groupSize, symmetric,
-            GC.AllocateArray<byte>(rows * cols / 2, pinned: true), GC.AllocateArray<float>(rows * groups, pinned: true), GC.AllocateArray<float>(rows * groups, pinned: true));
+            new WeightMemory((long)rows * cols / 2), GC.AllocateArray<float>(rows * groups, pinned: true), GC.AllocateArray<float>(rows * groups, pinned: true));
     }
 
     /// <summary>Sets one group's unsigned codes (0..15, in natural order), scale and integer zero point (0..15).</summary>
@@ -105,7 +105,7 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
     {
         long block = ((long)row * Cols + col) / 32 * 16;
         int j = col % 32;
-        ref byte b = ref _codes[block + (j & 15)];
+        ref byte b = ref _pCodes[block + (j & 15)];
         b = j < 16 ? (byte)((b & 0xF0) | code) : (byte)((b & 0x0F) | (code << 4));
     }
 
@@ -118,7 +118,7 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
     {
         long block = ((long)row * Cols + col) / 32 * 16;
         int j = col % 32;
-        byte b = _codes[block + (j & 15)];
+        byte b = _pCodes[block + (j & 15)];
         return j < 16 ? b & 15 : b >> 4;
     }
 
@@ -159,6 +159,7 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
         activations.Quantize(x);
         nint py = (nint)y;
         MatMul.ForEachRowRange(this, m, (start, end) => MultiplyRowsInt8(activations, (float*)py, Rows, start, end));
+        GC.KeepAlive(this); // the codes are native memory freed by a finalizer: keep it until the kernels are done
     }
 
     public override void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
@@ -168,6 +169,7 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
             var activations = Int8Activations.ForThisThread(m, Cols, GroupSize, RunsPerStep);
             activations.Quantize(x);
             MultiplyRowsInt8(activations, y, yStride, rowStart, rowEnd);
+            GC.KeepAlive(this);
             return;
         }
         float* sums = stackalloc float[m * _groups];
@@ -175,6 +177,7 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
         for (int n = rowStart; n < rowEnd; n++)
             for (int i = 0; i < m; i++)
                 y[(long)i * yStride + n] = DotRowFloat(n, x + (long)i * Cols, sums + i * _groups);
+        GC.KeepAlive(this);
     }
 
     private void GroupSums(float* x, float* sums)
@@ -254,6 +257,12 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
             total = Avx512F.FusedMultiplyAdd(a0 + a1, Vector512.Create(_scales[baseIndex + g]), total);
         }
         return Vector512.Sum(total);
+    }
+
+    public override void Dispose()
+    {
+        _codes.Dispose();
+        base.Dispose();
     }
 
     private static float GroupDotScalar(byte* codes, float* x, int n)
