@@ -26,7 +26,7 @@ public sealed class Sampler
             foreach (int eos in eosTokenIds) if ((uint)eos < (uint)vocab) logits[eos] = float.NegativeInfinity;
             foreach (int stop in p.StopTokenIds) if ((uint)stop < (uint)vocab) logits[stop] = float.NegativeInfinity;
         }
-        p.Constraint?.Apply(seq.Generated.ToList(), logits);
+        p.Constraint?.Apply(seq.GeneratedSpan, logits, ref seq.ConstraintState);
 
         int token = p.IsGreedy ? Activations.ArgMax(logits) : Draw(seq, logits);
         if (p.Logprobs is null) return (token, null, null);

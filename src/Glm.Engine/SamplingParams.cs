@@ -46,6 +46,10 @@ public sealed record SamplingParams
 /// <summary>Restricts which tokens may come next (for example a grammar for forced tool calls).</summary>
 public interface ITokenConstraint
 {
-    /// <summary>Masks disallowed tokens to -inf given the tokens generated so far.</summary>
-    void Apply(IReadOnlyList<int> generated, Span<float> logits);
+    /// <summary>
+    /// Masks disallowed tokens to -inf given the tokens generated so far. <paramref name="state"/> belongs to the
+    /// sequence (null at first): a constraint keeps there whatever lets it continue from the last step instead of
+    /// starting over, since one constraint may serve several sequences (n > 1).
+    /// </summary>
+    void Apply(ReadOnlySpan<int> generated, Span<float> logits, ref object? state);
 }

@@ -48,8 +48,12 @@ public sealed class Sequence
     public int Preemptions { get; internal set; }
     internal volatile bool AbortRequested;
 
+    /// <summary>What the request's <see cref="ITokenConstraint"/> keeps between steps for this sequence.</summary>
+    internal object? ConstraintState;
+
     public int GeneratedCount => Tokens.Count - PromptLength;
     public IEnumerable<int> Generated => Tokens.Skip(PromptLength);
+    internal ReadOnlySpan<int> GeneratedSpan => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Tokens)[PromptLength..];
     public int Length => Tokens.Count;
 }
 

@@ -34,6 +34,20 @@ public class ToolCallGrammarTests
     public void TextOutsideTheGrammarIsRejected(string text) =>
         Assert.Null(new ToolCallGrammar(Functions, singleCall: false).Advance(new ToolCallGrammar(Functions, false).Initial, text));
 
+    /// <summary>The decoder's shortcut: inside a value with nothing pending, text without '&lt;' changes nothing.</summary>
+    [Fact]
+    public void InsideAValueTextWithoutATagKeepsTheState()
+    {
+        var g = new ToolCallGrammar(Functions, singleCall: false);
+        var inValue = g.Advance(g.Initial, "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Ber")!.Value;
+        Assert.True(ToolCallGrammar.AcceptsAnyTextWithoutTag(inValue));
+        foreach (string text in new[] { "lin", " 東京\n", "{\"a\": 1}", "/arg_value>" })
+            Assert.Equal(inValue, g.Advance(inValue, text));
+        var pending = g.Advance(inValue, "</arg")!.Value;
+        Assert.False(ToolCallGrammar.AcceptsAnyTextWithoutTag(pending));
+        Assert.False(ToolCallGrammar.AcceptsAnyTextWithoutTag(g.Initial));
+    }
+
     [Fact]
     public void ANamedChoiceAllowsExactlyOneCall()
     {

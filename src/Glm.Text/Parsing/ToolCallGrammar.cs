@@ -36,6 +36,12 @@ public sealed class ToolCallGrammar
 
     public State Initial => new(Phase.Start, "", "", null, 0);
 
+    /// <summary>
+    /// Whether every text without '&lt;' keeps <paramref name="state"/> valid and unchanged: inside a value, with
+    /// no possible closing tag pending. Constrained decoders use it to skip walking most of the vocabulary.
+    /// </summary>
+    public static bool AcceptsAnyTextWithoutTag(State state) => state.At == Phase.Value && state.Pending.Length == 0;
+
     /// <summary>The state after <paramref name="text"/>, or null if the text leaves the grammar.</summary>
     public State? Advance(State state, ReadOnlySpan<char> text)
     {
@@ -90,6 +96,7 @@ public sealed class ToolCallGrammar
             case Phase.Value:
             {
                 // Free text until "</arg_value>"; only a possible start of that tag is held in Pending.
+                if (s.Pending.Length == 0 && c != '<') return s; // the common case, without building a string
                 string p = s.Pending + c;
                 if (p == ValueClose) return s with { At = Phase.AfterName, Pending = "" };
                 if (ValueClose.StartsWith(p, StringComparison.Ordinal)) return s with { Pending = p };
