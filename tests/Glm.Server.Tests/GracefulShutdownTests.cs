@@ -30,10 +30,11 @@ public class GracefulShutdownTests
         try
         {
             await WaitHealthy(http);
-            // Streams long enough to still be running when the signal arrives.
+            // Streams long enough to still be running when the signal arrives and while the refusals are checked
+            // (300 tokens of this tiny model could finish within the 400 ms below on a fast run).
             var streams = Enumerable.Range(0, 3).Select(i => http.PostAsJsonAsync("/v1/chat/completions", new
             {
-                model = "drain", messages = new[] { new { role = "user", content = $"stream {i}" } }, max_tokens = 300, ignore_eos = true, stream = true,
+                model = "drain", messages = new[] { new { role = "user", content = $"stream {i}" } }, max_tokens = 2000, ignore_eos = true, stream = true,
             })).ToList();
             await Task.Delay(300);
 
