@@ -64,6 +64,45 @@ public static unsafe class Dot
     }
 
     /// <summary>
+    /// One activation row against two BF16 weight rows: each x load serves both (when x outgrows L1, as at
+    /// K = 11008, x comes from L2 for every row otherwise). Each row's arithmetic is exactly that of
+    /// <see cref="Bf16"/>, so the bits do not depend on the pairing.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Bf16Rows2(float* x, ushort* w0, ushort* w1, int n, out float r0, out float r1)
+    {
+        int i = 0;
+        float s0 = 0, s1 = 0;
+        if (Vector256.IsHardwareAccelerated && n >= 32)
+        {
+            Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
+            Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
+            for (; i <= n - 32; i += 32)
+            {
+                var x0 = Vector256.Load(x + i);
+                var x1 = Vector256.Load(x + i + 8);
+                var x2 = Vector256.Load(x + i + 16);
+                var x3 = Vector256.Load(x + i + 24);
+                var (u0, u1) = WidenBf16(Vector256.Load(w0 + i));
+                var (u2, u3) = WidenBf16(Vector256.Load(w0 + i + 16));
+                a00 = Fma(x0, u0, a00); a01 = Fma(x1, u1, a01); a02 = Fma(x2, u2, a02); a03 = Fma(x3, u3, a03);
+                var (v0, v1) = WidenBf16(Vector256.Load(w1 + i));
+                var (v2, v3) = WidenBf16(Vector256.Load(w1 + i + 16));
+                a10 = Fma(x0, v0, a10); a11 = Fma(x1, v1, a11); a12 = Fma(x2, v2, a12); a13 = Fma(x3, v3, a13);
+            }
+            s0 = Vector256.Sum((a00 + a01) + (a02 + a03));
+            s1 = Vector256.Sum((a10 + a11) + (a12 + a13));
+        }
+        for (; i < n; i++)
+        {
+            s0 = MathF.FusedMultiplyAdd(x[i], BitConverter.Int32BitsToSingle(w0[i] << 16), s0);
+            s1 = MathF.FusedMultiplyAdd(x[i], BitConverter.Int32BitsToSingle(w1[i] << 16), s1);
+        }
+        r0 = s0;
+        r1 = s1;
+    }
+
+    /// <summary>
     /// Four activation rows against one BF16 weight row, sharing each weight load and widening. Every row's
     /// arithmetic is exactly that of <see cref="Bf16"/> (same accumulators, same reduction, same tail), so a row
     /// gives the same bits whether it is computed alone or in a group of four.
