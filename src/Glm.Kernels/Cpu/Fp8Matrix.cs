@@ -138,6 +138,64 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
         return Vector512.Sum(total) + tail;
     }
 
+    /// <summary>x of more floats than this (24 KiB, of a 32 KiB L1) is read from L2 for every row.</summary>
+    private const int PairedRowsFromCols = 6144;
+
+    /// <summary>
+    /// Decode (one activation row) wider than L1 holds takes weight rows in pairs on the AVX-512 path, so each x
+    /// load from L2 serves two rows; each row's arithmetic is that of <see cref="DotAvx512"/>.
+    /// </summary>
+    public override void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
+    {
+        if (m != 1 || Cols <= PairedRowsFromCols || !Avx512F.IsSupported || _blockCols % 16 != 0)
+        {
+            base.MultiplyRows(x, m, y, yStride, rowStart, rowEnd);
+            return;
+        }
+        int n = rowStart;
+        for (; n + 2 <= rowEnd; n += 2) DotAvx512Rows2(n, x, out y[n], out y[n + 1]);
+        if (n < rowEnd) y[n] = DotRow(n, x);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DotAvx512Rows2(int row, float* x, out float r0, out float r1)
+    {
+        byte* c0 = _pCodes + (long)row * Cols, c1 = c0 + Cols;
+        Vector512<float> total0 = default, total1 = default;
+        float tail0 = 0, tail1 = 0;
+        for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
+        {
+            int n = Math.Min(_blockCols, Cols - start), i = 0;
+            Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default;
+            for (; i <= n - 32; i += 32)
+            {
+                var x0 = Avx512F.LoadVector512(x + start + i);
+                var x1 = Avx512F.LoadVector512(x + start + i + 16);
+                a0 = Avx512F.FusedMultiplyAdd(x0, Fp8E4M3.Decode16(c0 + start + i), a0);
+                a1 = Avx512F.FusedMultiplyAdd(x1, Fp8E4M3.Decode16(c0 + start + i + 16), a1);
+                b0 = Avx512F.FusedMultiplyAdd(x0, Fp8E4M3.Decode16(c1 + start + i), b0);
+                b1 = Avx512F.FusedMultiplyAdd(x1, Fp8E4M3.Decode16(c1 + start + i + 16), b1);
+            }
+            if (i <= n - 16)
+            {
+                var x0 = Avx512F.LoadVector512(x + start + i);
+                a0 = Avx512F.FusedMultiplyAdd(x0, Fp8E4M3.Decode16(c0 + start + i), a0);
+                b0 = Avx512F.FusedMultiplyAdd(x0, Fp8E4M3.Decode16(c1 + start + i), b0);
+                i += 16;
+            }
+            float s0 = Scale(row, b), s1 = Scale(row + 1, b);
+            total0 = Avx512F.FusedMultiplyAdd(a0 + a1, Vector512.Create(s0), total0);
+            total1 = Avx512F.FusedMultiplyAdd(b0 + b1, Vector512.Create(s1), total1);
+            if (i < n)
+            {
+                tail0 = MathF.FusedMultiplyAdd(BlockDotScalar(c0 + start + i, x + start + i, n - i), s0, tail0);
+                tail1 = MathF.FusedMultiplyAdd(BlockDotScalar(c1 + start + i, x + start + i, n - i), s1, tail1);
+            }
+        }
+        r0 = Vector512.Sum(total0) + tail0;
+        r1 = Vector512.Sum(total1) + tail1;
+    }
+
     public override void Dispose()
     {
         _codes.Dispose();
