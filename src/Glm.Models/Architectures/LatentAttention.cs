@@ -91,11 +91,7 @@ public sealed class LatentAttention : IAttention
                 var qh = q.Span.Slice(i * qw + h * _qHeadDim, _qHeadDim);
                 _rope.Apply(qh[_nope..], 1, _ropeDim, batch.Positions[i], ropeScratch);
                 var dst = qLatent.AsSpan((i * _heads + h) * latentW, latentW);
-                unsafe
-                {
-                    fixed (float* qNope = qh)
-                        for (int j = 0; j < _rank; j++) dst[j] = _kbTransposed.DotRow(h * _rank + j, qNope);
-                }
+                RowsTimesVector(_kbTransposed, h * _rank, _rank, qh[.._nope], dst[.._rank]);
                 qh[_nope..].CopyTo(dst[_rank..]);
             }
         }
@@ -108,15 +104,22 @@ public sealed class LatentAttention : IAttention
         PagedAttention.Forward(cache, layer, sequences, qLatent, _heads, latentW, _heads, 1f / MathF.Sqrt(_qHeadDim), latentOut, _rank);
 
         using var attn = new Pooled<float>((long)t * _heads * _vDim);
-        unsafe
-        {
-            fixed (float* lo = latentOut)
-                for (int i = 0; i < t; i++)
-                    for (int h = 0; h < _heads; h++)
-                        for (int e = 0; e < _vDim; e++)
-                            attn.Span[(i * _heads + h) * _vDim + e] = _kvB.Weight.DotRow(h * (_nope + _vDim) + _nope + e, lo + (i * _heads + h) * _rank);
-        }
+        for (int i = 0; i < t; i++)
+            for (int h = 0; h < _heads; h++)
+                RowsTimesVector(_kvB.Weight, h * (_nope + _vDim) + _nope, _vDim, latentOut.AsSpan((i * _heads + h) * _rank, _rank),
+                    attn.Span.Slice((i * _heads + h) * _vDim, _vDim));
         _o.Forward(attn.Span, t, output);
+    }
+
+    /// <summary>
+    /// y[j] = row(first + j) · x for <paramref name="count"/> consecutive rows, in one call, so a format that
+    /// prepares its activations (Int4 quantizes them to int8) does so once for the head rather than once per row.
+    /// The arithmetic per element is that of <see cref="WeightMatrix.DotRow"/>.
+    /// </summary>
+    private static unsafe void RowsTimesVector(WeightMatrix w, int first, int count, ReadOnlySpan<float> x, Span<float> y)
+    {
+        fixed (float* px = x) fixed (float* py = y)
+            w.MultiplyRows(px, 1, py - first, w.Rows, first, first + count); // MultiplyRows writes y[n] for rows n
     }
 
     public void Dispose()
