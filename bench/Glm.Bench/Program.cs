@@ -42,16 +42,19 @@ public static class Program
                 SyntheticCheckpoint.Write(dir, SyntheticCheckpoint.Glm47FlashConfig(layers));
             }
             using var model = ModelLoader.Load(dir);
+            using var fp8Int4 = ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, QuantizationPolicy.Preset("fp8-int4")));
             if (what is "all" or "model")
             {
                 double bf16Decode = ModelSpeed(model, "none", bandwidth, 0);
-                foreach (string quantization in new[] { "fp8-int4", "int4" })
-                {
-                    using var quantized = ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, QuantizationPolicy.Preset(quantization)));
-                    ModelSpeed(quantized, quantization, bandwidth, bf16Decode);
-                }
+                ModelSpeed(fp8Int4, "fp8-int4", bandwidth, bf16Decode);
+                using var int4 = ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, QuantizationPolicy.Preset("int4")));
+                ModelSpeed(int4, "int4", bandwidth, bf16Decode);
             }
-            if (what is "all" or "engine") EngineThroughput(model);
+            if (what is "all" or "engine")
+            {
+                EngineThroughput(model, "BF16 weights");
+                EngineThroughput(fp8Int4, "fp8-int4 weights");
+            }
         }
         return 0;
     }
@@ -254,9 +257,9 @@ public static class Program
         return bytes;
     }
 
-    private static void EngineThroughput(CausalLM model)
+    private static void EngineThroughput(CausalLM model, string weights)
     {
-        Console.WriteLine("\n## Engine throughput by concurrency (CPU worker, BF16 KV, 64-token prompts, 32 new tokens each)");
+        Console.WriteLine($"\n## Engine throughput by concurrency (CPU worker, {weights}, BF16 KV, 64-token prompts, 32 new tokens each)");
         Console.WriteLine("   prefill: prompt tokens / time until every sequence has its first token; decode: the tokens after that / the time after that");
         double? single = null;
         foreach (int concurrency in new[] { 1, 8, 32, 64 })
