@@ -142,19 +142,56 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
     private const int PairedRowsFromCols = 6144;
 
     /// <summary>
-    /// Decode (one activation row) wider than L1 holds takes weight rows in pairs on the AVX-512 path, so each x
-    /// load from L2 serves two rows; each row's arithmetic is that of <see cref="DotAvx512"/>.
+    /// Decode (one activation row) wider than L1 holds takes weight rows in pairs, so each x load from L2 serves
+    /// two rows; each row's arithmetic is that of the one-row kernel of the same instruction set.
     /// </summary>
     public override void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
     {
-        if (m != 1 || Cols <= PairedRowsFromCols || !Avx512F.IsSupported || _blockCols % 16 != 0)
+        bool avx512 = Avx512F.IsSupported, avx2 = Avx2.IsSupported && Fma.IsSupported;
+        if (m != 1 || Cols <= PairedRowsFromCols || !(avx512 || avx2) || _blockCols % 16 != 0)
         {
             base.MultiplyRows(x, m, y, yStride, rowStart, rowEnd);
             return;
         }
         int n = rowStart;
-        for (; n + 2 <= rowEnd; n += 2) DotAvx512Rows2(n, x, out y[n], out y[n + 1]);
+        for (; n + 2 <= rowEnd; n += 2)
+        {
+            if (avx512) DotAvx512Rows2(n, x, out y[n], out y[n + 1]);
+            else DotAvx2Rows2(n, x, out y[n], out y[n + 1]);
+        }
         if (n < rowEnd) y[n] = DotRow(n, x);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DotAvx2Rows2(int row, float* x, out float r0, out float r1)
+    {
+        byte* c0 = _pCodes + (long)row * Cols, c1 = c0 + Cols;
+        Vector256<float> total0 = default, total1 = default;
+        float tail0 = 0, tail1 = 0;
+        for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
+        {
+            int n = Math.Min(_blockCols, Cols - start), i = 0;
+            Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
+            for (; i <= n - 16; i += 16)
+            {
+                var x0 = Avx.LoadVector256(x + start + i);
+                var x1 = Avx.LoadVector256(x + start + i + 8);
+                a0 = Fma.MultiplyAdd(x0, Fp8E4M3.Decode8(c0 + start + i), a0);
+                a1 = Fma.MultiplyAdd(x1, Fp8E4M3.Decode8(c0 + start + i + 8), a1);
+                b0 = Fma.MultiplyAdd(x0, Fp8E4M3.Decode8(c1 + start + i), b0);
+                b1 = Fma.MultiplyAdd(x1, Fp8E4M3.Decode8(c1 + start + i + 8), b1);
+            }
+            float s0 = Scale(row, b), s1 = Scale(row + 1, b);
+            total0 = Fma.MultiplyAdd(a0 + a1, Vector256.Create(s0), total0);
+            total1 = Fma.MultiplyAdd(b0 + b1, Vector256.Create(s1), total1);
+            if (i < n)
+            {
+                tail0 = MathF.FusedMultiplyAdd(BlockDotScalar(c0 + start + i, x + start + i, n - i), s0, tail0);
+                tail1 = MathF.FusedMultiplyAdd(BlockDotScalar(c1 + start + i, x + start + i, n - i), s1, tail1);
+            }
+        }
+        r0 = Vector256.Sum(total0) + tail0;
+        r1 = Vector256.Sum(total1) + tail1;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
