@@ -46,7 +46,7 @@ public sealed class Sampler
         if (p.PresencePenalty != 0 || p.FrequencyPenalty != 0)
         {
             var counts = new Dictionary<int, int>();
-            foreach (int t in seq.Generated) counts[t] = counts.GetValueOrDefault(t) + 1;
+            foreach (int t in seq.GeneratedSpan) counts[t] = counts.GetValueOrDefault(t) + 1;
             foreach (var (t, c) in counts)
                 if ((uint)t < (uint)logits.Length) logits[t] -= p.PresencePenalty + p.FrequencyPenalty * c;
         }

@@ -52,7 +52,6 @@ public sealed class Sequence
     internal object? ConstraintState;
 
     public int GeneratedCount => Tokens.Count - PromptLength;
-    public IEnumerable<int> Generated => Tokens.Skip(PromptLength);
     internal ReadOnlySpan<int> GeneratedSpan => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Tokens)[PromptLength..];
     public int Length => Tokens.Count;
 }

@@ -21,9 +21,6 @@ public sealed unsafe class Bf16Matrix : WeightMatrix
         fixed (ushort* p = pinned) return new Bf16Matrix(p, rows, cols, pinned);
     }
 
-    /// <summary>x of more floats than this (24 KiB, of a 32 KiB L1) is read from L2 for every row.</summary>
-    private const int PairedRowsFromCols = 6144;
-
     public override string Format => "bf16";
     public override long ByteSize => (long)Rows * Cols * 2;
     public ushort* Data => _data;
@@ -37,7 +34,7 @@ public sealed unsafe class Bf16Matrix : WeightMatrix
     /// </summary>
     public override void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
     {
-        if (m == 1 && Cols > PairedRowsFromCols)
+        if (m == 1 && XOutgrowsL1)
         {
             int n = rowStart;
             for (; n + 2 <= rowEnd; n += 2)

@@ -138,9 +138,6 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
         return Vector512.Sum(total) + tail;
     }
 
-    /// <summary>x of more floats than this (24 KiB, of a 32 KiB L1) is read from L2 for every row.</summary>
-    private const int PairedRowsFromCols = 6144;
-
     /// <summary>
     /// Decode (one activation row) wider than L1 holds takes weight rows in pairs, so each x load from L2 serves
     /// two rows; each row's arithmetic is that of the one-row kernel of the same instruction set.
@@ -148,7 +145,7 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
     public override void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
     {
         bool avx512 = Avx512F.IsSupported, avx2 = Avx2.IsSupported && Fma.IsSupported;
-        if (m != 1 || Cols <= PairedRowsFromCols || !(avx512 || avx2) || _blockCols % 16 != 0)
+        if (m != 1 || !XOutgrowsL1 || !(avx512 || avx2) || _blockCols % 16 != 0)
         {
             base.MultiplyRows(x, m, y, yStride, rowStart, rowEnd);
             return;

@@ -15,6 +15,12 @@ public abstract class WeightMatrix : IDisposable
     public int Rows { get; }
     public int Cols { get; }
 
+    /// <summary>
+    /// Whether one activation row (float32, more than 24 KiB of a 32 KiB L1) is re-read from L2 for every weight
+    /// row: decode kernels then take weight rows in pairs so each x load serves two.
+    /// </summary>
+    protected bool XOutgrowsL1 => Cols > 6144;
+
     /// <summary>Name of the storage format, for startup summaries ("bf16", "fp8-e4m3", "int4-g128", …).</summary>
     public abstract string Format { get; }
 
