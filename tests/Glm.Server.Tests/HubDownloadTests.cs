@@ -168,3 +168,164 @@ public class HubDownloadTests(MockHub hub) : IClassFixture<MockHub>
         Assert.Equal(before, hub.Gets);
     }
 }
+
+/// <summary>
+/// A mirror that lies: its listing, index and headers carry names that would lead outside the cache. It serves
+/// any path it is asked for (so a client that followed such a name would really write the file).
+/// </summary>
+public sealed class HostileHub : IAsyncLifetime
+{
+    public const string Repo = "evil/model";
+    private WebApplication? _app;
+
+    public string Endpoint { get; private set; } = "";
+    public string Commit = "89abcdef0123456789abcdef0123456789abcdef";
+    public string[] Shards = ["model-00001.safetensors"];
+    /// <summary>The ETag sent for every file; null sends the file's real SHA-1.</summary>
+    public string? Etag;
+    public readonly List<string> Requested = [];
+
+    public async Task InitializeAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        _app = builder.Build();
+        _app.MapGet("/api/models/evil/model/revision/{rev}", () => Results.Json(new
+        {
+            sha = Commit, siblings = new[] { "config.json", "model.safetensors.index.json" }.Select(f => new { rfilename = f }),
+        }));
+        _app.MapMethods("/{**path}", ["HEAD", "GET"], async (HttpContext ctx, string path) =>
+        {
+            lock (Requested) Requested.Add(ctx.Request.Method + " " + path);
+            byte[] bytes = path.EndsWith("model.safetensors.index.json")
+                ? System.Text.Encoding.UTF8.GetBytes(System.Text.Json.JsonSerializer.Serialize(new { weight_map = Shards.Select((s, i) => (s, i)).ToDictionary(x => $"w{x.i}", x => x.s) }))
+                : "{\"model_type\": \"glm4\"}"u8.ToArray();
+            ctx.Response.Headers.ETag = $"\"{Etag ?? Convert.ToHexStringLower(SHA1.HashData(bytes))}\"";
+            ctx.Response.ContentLength = bytes.Length;
+            if (ctx.Request.Method == "GET") await ctx.Response.Body.WriteAsync(bytes);
+        });
+        await _app.StartAsync();
+        Endpoint = _app.Urls.First();
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_app is not null) await _app.DisposeAsync();
+    }
+}
+
+/// <summary>Names from a repository or a response never lead outside the cache (path traversal, absolute paths, ETags).</summary>
+public class HubTraversalTests(HostileHub hub) : IClassFixture<HostileHub>
+{
+    /// <summary>A cache four directories deep in a fresh folder, so "../../../../x" lands in the folder, outside the cache.</summary>
+    private static (HubCache Cache, string Outside) NestedCache()
+    {
+        string outside = Directory.CreateTempSubdirectory("hf-outside-").FullName;
+        return (new HubCache(Path.Combine(outside, "a", "b", "c", "hub")), outside);
+    }
+
+    private HubDownloader Downloader(HubCache cache) => new(cache) { Endpoint = hub.Endpoint, Token = null, Interactive = false };
+
+    private static void NothingEscaped(string outside, HubCache cache)
+    {
+        var stray = Directory.EnumerateFileSystemEntries(outside, "*", SearchOption.AllDirectories)
+            .Where(p => !Path.GetFullPath(p).StartsWith(Path.GetFullPath(cache.Root), StringComparison.Ordinal) && !Directory.Exists(p)).ToList();
+        Assert.True(stray.Count == 0, "written outside the cache: " + string.Join(", ", stray));
+    }
+
+    [Theory]
+    [InlineData("../../../../../escaped.safetensors")]
+    [InlineData("shards/../../../../../../escaped.safetensors")]
+    [InlineData("/tmp/glm-hub-absolute-escape.safetensors")]
+    [InlineData("a\\..\\..\\escaped.safetensors")]
+    [InlineData("./model.safetensors")]
+    public async Task ShardNamesFromTheIndexMustStayInsideTheSnapshot(string shard)
+    {
+        var (cache, outside) = NestedCache();
+        lock (hub.Requested) hub.Requested.Clear();
+        hub.Shards = ["model-00001.safetensors", shard];
+        try
+        {
+            var e = await Assert.ThrowsAsync<HubException>(() => Downloader(cache).Fetch(HostileHub.Repo));
+            Assert.Contains("refusing", e.Message);
+            Assert.Contains("model.safetensors.index.json", e.Message);
+            NothingEscaped(outside, cache);
+            Assert.False(File.Exists("/tmp/glm-hub-absolute-escape.safetensors"));
+            lock (hub.Requested) Assert.DoesNotContain(hub.Requested, r => r.Contains("escape") || r.Contains("00001")); // refused before any shard
+        }
+        finally
+        {
+            hub.Shards = ["model-00001.safetensors"];
+        }
+    }
+
+    [Theory]
+    [InlineData("../../../../../escaped-etag")]
+    [InlineData("abc123")]
+    [InlineData("0123456789abcdef0123456789abcdef01234567/../../x")]
+    public async Task AnEtagMustBeAPlainHash(string etag)
+    {
+        var (cache, outside) = NestedCache();
+        hub.Etag = etag;
+        try
+        {
+            var e = await Assert.ThrowsAsync<HubException>(() => Downloader(cache).Fetch(HostileHub.Repo));
+            Assert.Contains("not a plain hash", e.Message);
+            NothingEscaped(outside, cache);
+            Assert.False(Directory.Exists(Path.Combine(cache.RepoDirectory(HostileHub.Repo), "blobs")) &&
+                         Directory.EnumerateFiles(Path.Combine(cache.RepoDirectory(HostileHub.Repo), "blobs")).Any());
+        }
+        finally
+        {
+            hub.Etag = null;
+        }
+    }
+
+    [Fact]
+    public async Task ACommitMustBeAHash()
+    {
+        var (cache, outside) = NestedCache();
+        string good = hub.Commit;
+        hub.Commit = "../../../../../escaped-commit";
+        try
+        {
+            var e = await Assert.ThrowsAsync<HubException>(() => Downloader(cache).Fetch(HostileHub.Repo));
+            Assert.Contains("not a 40-digit hash", e.Message);
+            NothingEscaped(outside, cache);
+        }
+        finally
+        {
+            hub.Commit = good;
+        }
+    }
+
+    [Theory]
+    [InlineData("evil/model", "../../../../escaped-ref")]
+    [InlineData("../../escaped", "main")]
+    public async Task RevisionsAndRepoIdsAreCheckedBeforeAnyRequest(string repo, string revision)
+    {
+        var (cache, outside) = NestedCache();
+        int before;
+        lock (hub.Requested) before = hub.Requested.Count;
+        await Assert.ThrowsAsync<HubException>(() => Downloader(cache).Fetch(repo, revision));
+        NothingEscaped(outside, cache);
+        lock (hub.Requested) Assert.Equal(before, hub.Requested.Count);
+    }
+
+    [Fact]
+    public async Task AWellFormedRepositoryStillDownloads()
+    {
+        var (cache, outside) = NestedCache();
+        hub.Shards = ["shards/model-00001.safetensors"];
+        try
+        {
+            string dir = await Downloader(cache).Fetch(HostileHub.Repo);
+            Assert.True(File.Exists(Path.Combine(dir, "shards", "model-00001.safetensors")));
+            NothingEscaped(outside, cache);
+        }
+        finally
+        {
+            hub.Shards = ["model-00001.safetensors"];
+        }
+    }
+}

@@ -22,16 +22,18 @@ public sealed class HubCache(string root)
         return new HubCache(hub);
     }
 
-    public string RepoDirectory(string repo) => Path.Combine(Root, "models--" + repo.Replace("/", "--"));
-    public string BlobPath(string repo, string etag) => Path.Combine(RepoDirectory(repo), "blobs", etag);
-    public string SnapshotDirectory(string repo, string commit) => Path.Combine(RepoDirectory(repo), "snapshots", commit);
-    public string RefPath(string repo, string revision) => Path.Combine(RepoDirectory(repo), "refs", revision);
+    // Every path is checked to resolve inside the cache; the names themselves are validated by HubNames.
+    public string RepoDirectory(string repo) => HubNames.Inside(Root, Path.Combine(Root, "models--" + repo.Replace("/", "--")));
+    public string BlobPath(string repo, string etag) => HubNames.Inside(Root, Path.Combine(RepoDirectory(repo), "blobs", etag));
+    public string SnapshotDirectory(string repo, string commit) => HubNames.Inside(Root, Path.Combine(RepoDirectory(repo), "snapshots", commit));
+    public string RefPath(string repo, string revision) => HubNames.Inside(Root, Path.Combine(RepoDirectory(repo), "refs", revision));
 
     public string? CommitFor(string repo, string revision)
     {
         if (IsCommitHash(revision) && Directory.Exists(SnapshotDirectory(repo, revision))) return revision;
         string path = RefPath(repo, revision);
-        return File.Exists(path) ? File.ReadAllText(path).Trim() : null;
+        string? commit = File.Exists(path) ? File.ReadAllText(path).Trim() : null;
+        return commit is not null && IsCommitHash(commit) ? commit : null;
     }
 
     public void WriteRef(string repo, string revision, string commit)
@@ -45,8 +47,12 @@ public sealed class HubCache(string root)
     /// <summary>Points snapshots/COMMIT/FILE at the blob (a relative symlink, as huggingface_hub makes).</summary>
     public void LinkSnapshot(string repo, string commit, string file, string etag)
     {
-        string link = Path.Combine(SnapshotDirectory(repo, commit), file);
+        string snapshot = SnapshotDirectory(repo, commit);
+        string link = HubNames.Inside(snapshot, Path.Combine(snapshot, file));
         Directory.CreateDirectory(Path.GetDirectoryName(link)!);
+        // A directory on the way that is itself a link (planted by an earlier, hostile snapshot) could lead outside.
+        for (var dir = new DirectoryInfo(Path.GetDirectoryName(link)!); dir.FullName.Length > snapshot.Length; dir = dir.Parent!)
+            if (dir.LinkTarget is not null) throw new HubException($"Refusing to write through the symbolic link {dir.FullName} in the cache.");
         if (File.Exists(link) || new FileInfo(link).LinkTarget is not null) File.Delete(link);
         string target = Path.GetRelativePath(Path.GetDirectoryName(link)!, BlobPath(repo, etag));
         try { File.CreateSymbolicLink(link, target); }

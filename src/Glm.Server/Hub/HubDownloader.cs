@@ -37,8 +37,12 @@ public sealed class HubDownloader(HubCache cache, HttpMessageHandler? handler = 
         !Directory.Exists(model) && !model.StartsWith('.') && !model.StartsWith('/') && model.Count(c => c == '/') == 1 && !model.Contains('\\');
 
     /// <summary>Returns the local snapshot directory holding the repository's files at <paramref name="revision"/>.</summary>
+    /// <remarks>Every name the repository supplies (file names, shard names in the index, ETags, the commit) is
+    /// validated by <see cref="HubNames"/> before it becomes part of a path.</remarks>
     public async Task<string> Fetch(string repo, string revision = "main", CancellationToken ct = default)
     {
+        HubNames.RepoId(repo);
+        if (!HubCache.IsCommitHash(revision)) HubNames.Revision(revision);
         if (Offline) return FromCache(repo, revision);
         var (commit, files) = await ListFiles(repo, revision, ct);
         var needed = files.Where(f => Wanted.Contains(f)).ToList();
@@ -46,8 +50,7 @@ public sealed class HubDownloader(HubCache cache, HttpMessageHandler? handler = 
         {
             needed.Add("model.safetensors.index.json");
             string index = await FetchFile(repo, commit, "model.safetensors.index.json", null, ct);
-            using var doc = JsonDocument.Parse(await File.ReadAllTextAsync(index, ct));
-            needed.AddRange(doc.RootElement.GetProperty("weight_map").EnumerateObject().Select(p => p.Value.GetString()!).Distinct());
+            needed.AddRange(ShardNames(repo, await File.ReadAllTextAsync(index, ct)));
         }
         else if (files.Contains("model.safetensors")) needed.Add("model.safetensors");
         else throw new HubException($"'{repo}' at '{revision}' has no safetensors weights (model.safetensors or model.safetensors.index.json).");
@@ -66,6 +69,33 @@ public sealed class HubDownloader(HubCache cache, HttpMessageHandler? handler = 
         return cache.SnapshotDirectory(repo, commit);
     }
 
+    /// <summary>The shard files model.safetensors.index.json's weight_map names, each checked to stay inside the snapshot.</summary>
+    private static IEnumerable<string> ShardNames(string repo, string indexJson)
+    {
+        const string source = "model.safetensors.index.json";
+        var names = new List<string>();
+        try
+        {
+            using var doc = JsonDocument.Parse(indexJson);
+            if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+                throw new HubException($"'{repo}'s {source} has no weight_map object.");
+            foreach (var p in map.EnumerateObject())
+            {
+                if (p.Value.ValueKind != JsonValueKind.String) throw new HubException($"'{repo}'s {source} maps '{p.Name}' to a non-string.");
+                names.Add(HubNames.RepositoryFile(p.Value.GetString(), repo, source));
+            }
+        }
+        catch (JsonException e)
+        {
+            throw new HubException($"'{repo}'s {source} is not valid JSON: {e.Message}", e);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new HubException($"'{repo}'s {source} holds an unreadable string: {e.Message}", e);
+        }
+        return names.Distinct();
+    }
+
     private string FromCache(string repo, string revision)
     {
         string? commit = cache.CommitFor(repo, revision);
@@ -80,19 +110,22 @@ public sealed class HubDownloader(HubCache cache, HttpMessageHandler? handler = 
         using var request = Request(HttpMethod.Get, $"{Endpoint}/api/models/{repo}/revision/{Uri.EscapeDataString(revision)}");
         using var response = await Send(request, repo, ct);
         using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
-        string commit = doc.RootElement.GetProperty("sha").GetString()!;
-        var files = doc.RootElement.GetProperty("siblings").EnumerateArray().Select(s => s.GetProperty("rfilename").GetString()!).ToList();
+        string commit = HubNames.Commit(doc.RootElement.TryGetProperty("sha", out var sha) && sha.ValueKind == JsonValueKind.String ? sha.GetString() : null, repo);
+        var files = doc.RootElement.GetProperty("siblings").EnumerateArray()
+            .Select(s => s.TryGetProperty("rfilename", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString()! : "")
+            .Where(f => f.Length > 0).ToList();
         return (commit, files);
     }
 
     private async Task<string> FetchFile(string repo, string commit, string file, Progress? progress, CancellationToken ct)
     {
+        HubNames.RepositoryFile(file, repo, "its file listing");
         string url = $"{Endpoint}/{repo}/resolve/{commit}/{string.Join('/', file.Split('/').Select(Uri.EscapeDataString))}";
         using var head = Request(HttpMethod.Head, url);
         using var headResponse = await Send(head, repo, ct, file);
         // LFS files carry their SHA-256 in X-Linked-Etag; small files an ETag of the git blob.
-        string etag = (Header(headResponse, "X-Linked-Etag") ?? headResponse.Headers.ETag?.Tag ?? throw new HubException($"The Hub sent no ETag for {repo}/{file}."))
-            .Trim('"').Replace("W/", "").Trim('"');
+        string etag = HubNames.Etag((Header(headResponse, "X-Linked-Etag") ?? headResponse.Headers.ETag?.Tag ?? throw new HubException($"The Hub sent no ETag for {repo}/{file}."))
+            .Trim('"').Replace("W/", "").Trim('"'), repo, file);
         long? size = long.TryParse(Header(headResponse, "X-Linked-Size"), out long ls) ? ls : headResponse.Content.Headers.ContentLength;
         string blob = cache.BlobPath(repo, etag);
         if (!File.Exists(blob)) await DownloadBlob(repo, file, url, blob, etag, size, progress, ct);
