@@ -14,5 +14,6 @@ public sealed class ChatTemplate
     public string Source { get; }
 
     /// <summary>Renders with the given variables (messages, tools, add_generation_prompt, extra kwargs…).</summary>
-    public string Render(IDictionary<string, object?> variables) => new Renderer(variables).Render(_nodes);
+    /// <exception cref="OperationCanceledException">When <paramref name="ct"/> fires during rendering.</exception>
+    public string Render(IDictionary<string, object?> variables, CancellationToken ct = default) => new Renderer(variables, ct).Render(_nodes);
 }

@@ -25,9 +25,11 @@ internal sealed class Renderer
     }
 
     private readonly Scope _globals;
+    private readonly CancellationToken _ct;
 
-    public Renderer(IDictionary<string, object?> context)
+    public Renderer(IDictionary<string, object?> context, CancellationToken ct = default)
     {
+        _ct = ct;
         _globals = new Scope(null);
         Builtins.AddGlobals(_globals.Vars);
         foreach (var (k, v) in context) _globals.Vars[k] = v;
@@ -44,6 +46,8 @@ internal sealed class Renderer
     {
         foreach (var node in nodes)
         {
+            // Checked per node: a loop over a huge message list or a long macro chain stops with its request.
+            _ct.ThrowIfCancellationRequested();
             try
             {
                 ExecOne(node, scope, output);
@@ -52,7 +56,7 @@ internal sealed class Renderer
             {
                 throw new TemplateException(e.Message, node.Line, node.Column);
             }
-            catch (Exception e) when (e is not TemplateException and not LoopControl)
+            catch (Exception e) when (e is not TemplateException and not LoopControl and not OperationCanceledException)
             {
                 throw new TemplateException(e.Message, node.Line, node.Column);
             }

@@ -97,26 +97,88 @@ public sealed class BpeTokenizer
     public bool IsSpecial(int id) => _addedById.TryGetValue(id, out var a) && a.Special;
     public bool IsAdded(int id) => _addedById.ContainsKey(id);
 
-    public int[] Encode(string text)
+    /// <summary>Token ids for <paramref name="text"/>; stops with OperationCanceledException once <paramref name="ct"/> fires.</summary>
+    public int[] Encode(string text, CancellationToken ct = default) => Encode(text, ct, null);
+
+    private int[] Encode(string text, CancellationToken ct, List<(int Start, int End)>? literal)
     {
         var ids = new List<int>();
-        foreach (var (segment, addedId) in SplitOnAddedTokens(text))
+        foreach (var (segment, addedId) in SplitOnAddedTokens(text, literal))
         {
+            ct.ThrowIfCancellationRequested();
             if (addedId is int id) { ids.Add(id); continue; }
-            foreach (var piece in _preTokenizer.Apply([segment])) ids.AddRange(EncodeWord(piece));
+            foreach (var piece in _preTokenizer.Apply([segment]))
+            {
+                ct.ThrowIfCancellationRequested();
+                ids.AddRange(EncodeWord(piece));
+            }
         }
         return ids.ToArray();
     }
 
+    /// <summary>
+    /// Marks the added-token strings inside <paramref name="content"/> (text a user or a tool wrote) as literal text,
+    /// so that <see cref="EncodeWithLiteralText"/> tokenizes them as the characters they are: a user who types
+    /// "&lt;|assistant|&gt;" or "&lt;tool_call&gt;" gets those characters, not the control tokens, and cannot forge a
+    /// turn or a tool result. Text without added-token strings comes back unchanged (the same instance).
+    /// </summary>
+    public string MarkAddedTokensAsText(string content)
+    {
+        System.Text.StringBuilder? sb = null;
+        int copied = 0;
+        for (int i = 0; i < content.Length; i++)
+        {
+            if (!_addedByFirstChar.TryGetValue(content[i], out var candidates)) continue;
+            foreach (var c in candidates)
+            {
+                if (string.CompareOrdinal(content, i, c.Content, 0, c.Content.Length) != 0) continue;
+                sb ??= new System.Text.StringBuilder(content.Length + 16);
+                sb.Append(content, copied, i - copied).Append(LiteralText.Begin).Append(c.Content).Append(LiteralText.End);
+                i += c.Content.Length - 1;
+                copied = i + 1;
+                break;
+            }
+        }
+        return sb is null ? content : sb.Append(content, copied, content.Length - copied).ToString();
+    }
+
+    /// <summary>
+    /// Like <see cref="Encode"/> for a rendered chat prompt whose user and tool contents went through
+    /// <see cref="MarkAddedTokensAsText"/>: the markers are removed, and no added token is matched inside what
+    /// they enclose. Everything else (the template's own tokens) is matched as usual, and pre-tokenization runs
+    /// over the text as if the markers were never there.
+    /// </summary>
+    public int[] EncodeWithLiteralText(string text, CancellationToken ct = default)
+    {
+        if (text.IndexOf(LiteralText.Begin) < 0) return Encode(text, ct);
+        var plain = new System.Text.StringBuilder(text.Length);
+        var literal = new List<(int Start, int End)>();
+        int start = -1;
+        foreach (char c in text)
+        {
+            if (c == LiteralText.Begin) start = plain.Length;
+            else if (c == LiteralText.End)
+            {
+                if (start >= 0 && plain.Length > start) literal.Add((start, plain.Length));
+                start = -1;
+            }
+            else plain.Append(c);
+        }
+        return Encode(plain.ToString(), ct, literal);
+    }
+
     /// <summary>Text segments between added tokens, and the added tokens themselves (with their lstrip/rstrip whitespace).</summary>
-    private List<(string Text, int? AddedId)> SplitOnAddedTokens(string text)
+    /// <param name="literal">Sorted character ranges where no added token may start (see <see cref="EncodeWithLiteralText"/>).</param>
+    private List<(string Text, int? AddedId)> SplitOnAddedTokens(string text, List<(int Start, int End)>? literal = null)
     {
         var parts = new List<(string, int?)>();
-        int segmentStart = 0, i = 0;
+        int segmentStart = 0, i = 0, nextLiteral = 0;
         while (i < text.Length)
         {
             AddedToken? match = null;
-            if (_addedByFirstChar.TryGetValue(text[i], out var candidates))
+            while (literal is not null && nextLiteral < literal.Count && literal[nextLiteral].End <= i) nextLiteral++;
+            bool inLiteral = literal is not null && nextLiteral < literal.Count && literal[nextLiteral].Start <= i;
+            if (!inLiteral && _addedByFirstChar.TryGetValue(text[i], out var candidates))
                 foreach (var c in candidates)
                     if (string.CompareOrdinal(text, i, c.Content, 0, c.Content.Length) == 0 && (!c.SingleWord || IsWordBoundary(text, i, i + c.Content.Length)))
                     {
@@ -140,30 +202,65 @@ public sealed class BpeTokenizer
 
     private static bool IsWordChar(char c) => char.IsLetterOrDigit(c) || c == '_';
 
+    /// <summary>Words longer than this are not cached: they are rare, and each would pin its own large entry.</summary>
+    private const int MaxCachedWordLength = 256;
+
     private int[] EncodeWord(string word)
     {
-        lock (_cacheLock) if (_cache.TryGetValue(word, out var cached)) return cached;
-        int[] ids;
-        if (_ignoreMerges && _vocab.TryGetValue(word, out int whole)) ids = [whole];
-        else
+        bool cacheable = word.Length <= MaxCachedWordLength;
+        if (cacheable) lock (_cacheLock) if (_cache.TryGetValue(word, out var cached)) return cached;
+        int[] ids = _ignoreMerges && _vocab.TryGetValue(word, out int whole) ? [whole] : MergeWord(word);
+        if (cacheable) lock (_cacheLock) if (_cache.Count < 100_000) _cache[word] = ids;
+        return ids;
+    }
+
+    /// <summary>
+    /// Applies merges lowest rank first, leftmost first among equal ranks, as HF tokenizers' Word::merge_all does:
+    /// a min-heap of (rank, position) over adjacent pairs, with entries that a merge made stale skipped when they
+    /// surface. O(n log n) in the word's length, where rescanning every pair per merge was O(n²).
+    /// </summary>
+    private int[] MergeWord(string word)
+    {
+        int n = word.Length;
+        if (n == 0) return [];
+        var symbols = new string[n];
+        var next = new int[n];
+        var prev = new int[n];
+        var version = new int[n]; // bumped whenever the symbol starting at a position changes or disappears
+        for (int k = 0; k < n; k++)
         {
-            var symbols = new List<string>(word.Length);
-            foreach (char c in word) symbols.Add(c.ToString());
-            while (symbols.Count > 1)
-            {
-                int bestRank = int.MaxValue, bestAt = -1;
-                for (int k = 0; k < symbols.Count - 1; k++)
-                    if (_mergeRanks.TryGetValue((symbols[k], symbols[k + 1]), out int r) && r < bestRank) { bestRank = r; bestAt = k; }
-                if (bestAt < 0) break;
-                symbols[bestAt] += symbols[bestAt + 1];
-                symbols.RemoveAt(bestAt + 1);
-            }
-            ids = new int[symbols.Count];
-            for (int k = 0; k < symbols.Count; k++)
-                ids[k] = _vocab.TryGetValue(symbols[k], out int id) ? id
-                    : throw new InvalidOperationException($"BPE symbol '{symbols[k]}' is not in the vocabulary");
+            symbols[k] = word[k].ToString();
+            prev[k] = k - 1;
+            next[k] = k + 1 < n ? k + 1 : -1;
         }
-        lock (_cacheLock) if (_cache.Count < 100_000) _cache[word] = ids;
+        var heap = new PriorityQueue<(int Left, int LeftVersion, int Right, int RightVersion), long>();
+        void Offer(int left)
+        {
+            int right = next[left];
+            if (right >= 0 && _mergeRanks.TryGetValue((symbols[left], symbols[right]), out int rank))
+                heap.Enqueue((left, version[left], right, version[right]), ((long)rank << 32) | (uint)left);
+        }
+        for (int k = 0; k + 1 < n; k++) Offer(k);
+        while (heap.TryDequeue(out var pair, out _))
+        {
+            var (left, leftVersion, right, rightVersion) = pair;
+            if (version[left] != leftVersion || version[right] != rightVersion || next[left] != right) continue; // stale
+            symbols[left] += symbols[right];
+            symbols[right] = null!;
+            version[left]++;
+            version[right]++;
+            next[left] = next[right];
+            if (next[left] >= 0) prev[next[left]] = left;
+            if (prev[left] >= 0) Offer(prev[left]);
+            Offer(left);
+        }
+        int count = 0;
+        for (int k = 0; k >= 0; k = next[k]) count++;
+        var ids = new int[count];
+        int at = 0;
+        for (int k = 0; k >= 0; k = next[k])
+            ids[at++] = _vocab.TryGetValue(symbols[k], out int id) ? id
+                : throw new InvalidOperationException($"BPE symbol '{symbols[k]}' is not in the vocabulary");
         return ids;
     }
 
