@@ -9,7 +9,7 @@ public sealed class AdmissionException(string message, AdmissionFailure kind) : 
     public AdmissionFailure Kind { get; } = kind;
 }
 
-public enum AdmissionFailure { ContextTooLong, QueueFull, ShuttingDown, InvalidRequest }
+public enum AdmissionFailure { ContextTooLong, QueueFull, ShuttingDown, InvalidRequest, TooManySequences }
 
 /// <summary>
 /// The continuous-batching engine. One thread owns the scheduler, blocks and model; requests arrive through
@@ -29,6 +29,7 @@ public sealed class LlmEngine : IDisposable
     private readonly int[] _eos;
     private volatile bool _stopping;
     private volatile bool _admissionClosed;
+    private volatile bool _abortAll;
     private volatile EngineStats _stats;
     private int _pending;
     private long _promptTokens, _generationTokens, _steps;
@@ -56,28 +57,54 @@ public sealed class LlmEngine : IDisposable
     public long CapacityTokens => (long)_blocks.NumBlocks * _blocks.BlockSize;
 
     /// <summary>Queues a request. Throws <see cref="AdmissionException"/> when it can never run or the queue is full.</summary>
-    public Sequence Submit(IReadOnlyList<int> prompt, SamplingParams sampling)
+    public Sequence Submit(IReadOnlyList<int> prompt, SamplingParams sampling) => SubmitAll([(prompt, sampling)])[0];
+
+    /// <summary>Places for sequences: running plus waiting.</summary>
+    public int SequenceCapacity => Options.MaxWaiting + Options.MaxNumSeqs;
+
+    /// <summary>
+    /// Queues several sequences (one request's prompts × n) all or none: every one is validated first, then their
+    /// places are reserved in one step. More sequences than the engine can ever hold is an
+    /// <see cref="AdmissionFailure.TooManySequences"/> failure (the client must split the request), not "queue full".
+    /// </summary>
+    public IReadOnlyList<Sequence> SubmitAll(IReadOnlyList<(IReadOnlyList<int> Prompt, SamplingParams Sampling)> requests)
     {
         if (_stopping || _admissionClosed) throw new AdmissionException("The server is shutting down.", AdmissionFailure.ShuttingDown);
-        if (prompt.Count == 0) throw new AdmissionException("The prompt is empty.", AdmissionFailure.InvalidRequest);
+        if (requests.Count == 0) throw new AdmissionException("The request holds no prompt.", AdmissionFailure.InvalidRequest);
         int maxLen = (int)Math.Min(Options.MaxModelLen, CapacityTokens);
-        if (prompt.Count + sampling.MaxTokens > maxLen)
-            throw new AdmissionException(
-                $"This model's maximum context length is {maxLen} tokens. However, you requested {prompt.Count + sampling.MaxTokens} tokens " +
-                $"({prompt.Count} in the messages, {sampling.MaxTokens} in the completion). Please reduce the length of the messages or completion.",
-                AdmissionFailure.ContextTooLong);
-        foreach (int t in prompt)
-            if ((uint)t >= (uint)_runner.Config.VocabSize)
-                throw new AdmissionException($"Token id {t} is out of vocabulary (size {_runner.Config.VocabSize}).", AdmissionFailure.InvalidRequest);
-        if (Interlocked.Increment(ref _pending) > Options.MaxWaiting + Options.MaxNumSeqs)
+        foreach (var (prompt, sampling) in requests)
         {
-            Interlocked.Decrement(ref _pending);
-            throw new AdmissionException("The server is at capacity; retry shortly.", AdmissionFailure.QueueFull);
+            if (prompt.Count == 0) throw new AdmissionException("The prompt is empty.", AdmissionFailure.InvalidRequest);
+            if (prompt.Count + sampling.MaxTokens > maxLen)
+                throw new AdmissionException(
+                    $"This model's maximum context length is {maxLen} tokens. However, you requested {prompt.Count + sampling.MaxTokens} tokens " +
+                    $"({prompt.Count} in the messages, {sampling.MaxTokens} in the completion). Please reduce the length of the messages or completion.",
+                    AdmissionFailure.ContextTooLong);
+            foreach (int t in prompt)
+                if ((uint)t >= (uint)_runner.Config.VocabSize)
+                    throw new AdmissionException($"Token id {t} is out of vocabulary (size {_runner.Config.VocabSize}).", AdmissionFailure.InvalidRequest);
         }
-        var seq = new Sequence(prompt, sampling, sampling.Seed ?? (ulong)Random.Shared.NextInt64());
-        _incoming.Enqueue(seq);
+        int count = requests.Count, capacity = SequenceCapacity;
+        if (count > capacity)
+            throw new AdmissionException(
+                $"The request needs {count} sequences (prompts × n), more than this server ever holds at once ({Options.MaxNumSeqs} running + " +
+                $"{Options.MaxWaiting} waiting = {capacity}, set by --max-num-seqs and --max-queue-len); split it into smaller requests.",
+                AdmissionFailure.TooManySequences);
+        for (int pending = Volatile.Read(ref _pending); ; pending = Volatile.Read(ref _pending))
+        {
+            if (pending + count > capacity)
+                throw new AdmissionException("The server is at capacity; retry shortly.", AdmissionFailure.QueueFull);
+            if (Interlocked.CompareExchange(ref _pending, pending + count, pending) == pending) break;
+        }
+        var sequences = new Sequence[count];
+        for (int i = 0; i < count; i++)
+        {
+            var (prompt, sampling) = requests[i];
+            sequences[i] = new Sequence(prompt, sampling, sampling.Seed ?? (ulong)Random.Shared.NextInt64());
+        }
+        foreach (var seq in sequences) _incoming.Enqueue(seq);
         _wake.Release();
-        return seq;
+        return sequences;
     }
 
     /// <summary>Asks the loop to drop a sequence (client gone, stop string matched); its blocks are freed next step.</summary>
@@ -126,6 +153,11 @@ public sealed class LlmEngine : IDisposable
         }
         while (_aborts.TryDequeue(out var seq))
             if (seq.Status != SequenceStatus.Finished) Finish(seq, FinishReason.Abort);
+        if (_abortAll)
+        {
+            _abortAll = false;
+            foreach (var seq in _scheduler.Running.Concat(_scheduler.Waiting).ToList()) Finish(seq, FinishReason.Abort);
+        }
     }
 
     private void Step(List<ScheduledSequence> work)
@@ -191,6 +223,13 @@ public sealed class LlmEngine : IDisposable
         _stopping = true;
         _wake.Release();
         _thread.Join(TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>Aborts every sequence in flight (the end of a shutdown's grace period); admission is unaffected.</summary>
+    public void AbortAll()
+    {
+        _abortAll = true;
+        _wake.Release();
     }
 
     /// <summary>Stops admitting new requests but keeps serving those in flight (graceful shutdown).</summary>

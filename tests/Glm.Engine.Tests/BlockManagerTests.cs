@@ -69,9 +69,14 @@ public class BlockManagerTests
 public class SamplerTests
 {
     /// <summary>Reference: full sort by (probability desc, id), top-k, top-p on the renormalised head, then the draw.</summary>
+    /// <remarks>Probabilities in the sampler's own float arithmetic (scale, shift, MathF.Exp): computed in double they
+    /// differ in the last bits, and a draw or a nucleus edge that lands between the two answers made this test flaky.</remarks>
     private static int Reference(float[] logits, float temperature, int topK, float topP, ulong seed)
     {
-        var probs = logits.Select(l => Math.Exp(l / temperature - logits.Max() / temperature)).ToArray();
+        float invT = 1f / temperature;
+        var scaled = logits.Select(l => l * invT).ToArray();
+        float max = scaled.Max();
+        var probs = scaled.Select(l => (double)MathF.Exp(l - max)).ToArray();
         var order = Enumerable.Range(0, logits.Length).OrderByDescending(i => (float)probs[i]).ThenBy(i => i).ToList();
         int candidates = topK > 0 ? Math.Min(topK, order.Count) : order.Count;
         double mass = order.Take(candidates).Sum(i => (double)(float)probs[i]), cumulative = 0;

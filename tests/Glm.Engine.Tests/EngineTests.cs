@@ -121,6 +121,30 @@ public class EngineTests
         Assert.Contains("maximum context length is 32 tokens", e.Message);
     }
 
+    [Fact]
+    public async Task SeveralSequencesAreAdmittedAllOrNone()
+    {
+        var model = ModelLoader.Load(Fixtures.Dir("glm4_moe"));
+        using var engine = new LlmEngine(new CpuModelRunner(model, KvCacheDType.F32, 256, 4),
+            new EngineOptions { MaxNumSeqs = 1, MaxWaiting = 2, MaxModelLen = 4096 }, e => throw new Xunit.Sdk.XunitException("engine fault: " + e));
+        IReadOnlyList<int> prompt = [3, 4, 5];
+        var never = Assert.Throws<AdmissionException>(() => engine.SubmitAll([.. Enumerable.Repeat((prompt, Greedy), 4)]));
+        Assert.Equal(AdmissionFailure.TooManySequences, never.Kind);
+        Assert.Equal(0, engine.InFlight);
+
+        var running = engine.SubmitAll([(prompt, Greedy with { MaxTokens = 1000 }), (prompt, Greedy with { MaxTokens = 1000 })]);
+        Assert.Equal(2, engine.InFlight);
+        var full = Assert.Throws<AdmissionException>(() => engine.SubmitAll([(prompt, Greedy), (prompt, Greedy)]));
+        Assert.Equal(AdmissionFailure.QueueFull, full.Kind);
+        Assert.Equal(2, engine.InFlight); // nothing of the refused request holds a place
+        var one = engine.Submit(prompt, Greedy); // the one place left is still there
+        Assert.Equal(3, engine.InFlight);
+        foreach (var s in running) engine.Abort(s);
+        await Collect(one);
+        await WaitIdle(engine);
+        Assert.Equal(0, engine.InFlight);
+    }
+
     private static async Task WaitIdle(LlmEngine engine)
     {
         for (int i = 0; i < 200 && (engine.Stats.Running > 0 || engine.Stats.Waiting > 0 || engine.InFlight > 0); i++) await Task.Delay(10);

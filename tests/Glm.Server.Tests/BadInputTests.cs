@@ -93,7 +93,7 @@ public class BadInputTests(SecuredServer server) : IClassFixture<SecuredServer>
         using var tcp = new System.Net.Sockets.TcpClient();
         await tcp.ConnectAsync(server.BaseUri.Host, server.BaseUri.Port);
         var stream = tcp.GetStream();
-        string head = $"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SecuredServer.Key}\r\nContent-Type: application/json\r\nContent-Length: {64L * 1024 * 1024}\r\n\r\n";
+        string head = $"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {SecuredServer.Key}\r\nContent-Type: application/json\r\nContent-Length: {64L * 1024 * 1024}\r\n\r\n";
         await stream.WriteAsync(Encoding.ASCII.GetBytes(head));
         await stream.WriteAsync(new byte[4096]);
         var reader = new StreamReader(stream);

@@ -10,8 +10,6 @@ namespace Glm.Server.Api;
 /// <summary>POST /v1/chat/completions: template rendering, generation, reasoning and tool-call parsing, SSE streaming.</summary>
 public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Serilog.ILogger log)
 {
-    private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
-
     private sealed class Choice
     {
         public required int Index;
@@ -34,26 +32,30 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
     public async Task Handle(HttpContext ctx)
     {
         var model = Endpoints.RequireModel(host);
-        var (r, doc) = await RequestReader.Read(ctx.Request, ctx.RequestAborted);
+        var ct = Endpoints.RequestLifetime(ctx, host);
+        var (r, doc) = await RequestReader.Read(ctx.Request, ct);
         using var _ = doc;
         Endpoints.CheckModelName(r, model);
         if (model.ChatTemplate is null || model.Tokenizer is null)
             throw ApiException.BadRequest("This model has no chat template or tokenizer; use /v1/completions with token ids.");
 
-        var messages = r.Element("messages") ?? throw ApiException.BadRequest("'messages' is required.", "messages");
-        ValidateMessages(messages);
+        var messages = r.Element("messages");
+        ChatRequestValidation.Messages(messages);
         bool stream = r.Bool("stream") ?? false;
         bool includeUsage = r.StreamIncludeUsage(stream);
         bool logprobs = r.Bool("logprobs") ?? false;
         int? topLogprobs = r.Int("top_logprobs", 0, 20);
         if (topLogprobs is not null && !logprobs) throw ApiException.BadRequest("'top_logprobs' requires 'logprobs' to be true.", "top_logprobs");
         var tools = r.Element("tools");
-        if (tools is { } t && t.ValueKind != JsonValueKind.Array) throw RequestReader.Wrong("tools", "an array");
+        ChatRequestValidation.Tools(tools);
         var (toolChoice, forcedName) = ParseToolChoice(r, tools);
         ValidateResponseFormat(r);
 
-        string prompt = ChatPrompt.Render(model, r, messages, toolChoice == "none" ? null : tools);
-        var promptIds = model.Tokenizer.Encode(prompt);
+        var (prompt, promptIds) = await host.PromptWork.Run(r.BodyBytes, c =>
+        {
+            string text = ChatPrompt.Render(model, r, messages!.Value, toolChoice == "none" ? null : tools, c);
+            return (text, ChatPrompt.Encode(model, text, c));
+        }, ct);
         var sampling = SamplingRequest.Parse(r, model, promptIds.Length, chat: true, logprobs ? topLogprobs ?? 0 : null);
         var schemas = ToolSchemas.FromOpenAiTools(tools);
         bool parallelToolCalls = r.Bool("parallel_tool_calls") ?? true;
@@ -67,33 +69,23 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         }
         bool parseTools = tools is not null && toolChoice != "none" && host.Options.ToolCallParser is not null;
         bool parseReasoning = host.Options.ReasoningParser is not null;
-        bool promptOpenedThink = ReasoningParser.PromptOpensThink(prompt);
+        bool promptOpenedThink = ReasoningParser.PromptOpensThink(ChatPrompt.Visible(prompt));
         bool returnTokenIds = r.Bool("return_token_ids") ?? false;
 
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var timer = metrics.StartRequest();
-        var choices = new List<Choice>();
-        try
+        // All n choices are admitted together or not at all.
+        var sequences = Endpoints.SubmitAll(model, Enumerable.Range(0, sampling.N).Select(i => ((IReadOnlyList<int>)promptIds, sampling.ForChoice(i))).ToList());
+        var choices = sequences.Select((seq, i) => new Choice
         {
-            for (int i = 0; i < sampling.N; i++)
-            {
-                var seq = Endpoints.Submit(model, promptIds, sampling.ForChoice(i));
-                choices.Add(new Choice
-                {
-                    Index = i,
-                    Stream = new TextStream(model.Engine, model.Tokenizer, seq, sampling.Stop, sampling.SkipSpecialTokens, sampling.IncludeStopInOutput),
-                    Reasoning = parseReasoning ? new ReasoningParser(promptOpenedThink) : null,
-                    Tools = parseTools ? new ToolCallParser(schemas) : null,
-                    MaxToolCalls = parallelToolCalls ? int.MaxValue : 1,
-                });
-            }
-        }
-        catch
-        {
-            foreach (var c in choices) model.Engine.Abort(c.Stream.Sequence);
-            throw;
-        }
+            Index = i,
+            Stream = new TextStream(model.Engine, model.Tokenizer, seq, sampling.Stop, sampling.SkipSpecialTokens, sampling.IncludeStopInOutput),
+            Reasoning = parseReasoning ? new ReasoningParser(promptOpenedThink) : null,
+            Tools = parseTools ? new ToolCallParser(schemas) : null,
+            MaxToolCalls = parallelToolCalls ? int.MaxValue : 1,
+        }).ToList();
+        using var abortOnExit = new Endpoints.AbortOnExit(model.Engine, sequences);
 
         SseWriter? sse = stream ? new SseWriter(ctx.Response) : null;
         object Chunk(int index, object delta, object? lp, string? finish) => new
@@ -103,9 +95,9 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         };
         if (sse is not null)
             foreach (var c in choices)
-                await sse.Send(Chunk(c.Index, new { role = "assistant", content = "" }, null, null), ctx.RequestAborted);
+                await sse.Send(Chunk(c.Index, new { role = "assistant", content = "" }, null, null), ct);
 
-        await Task.WhenAll(choices.Select(c => RunChoice(c, sse, Chunk, model, timer, ctx.RequestAborted)));
+        await Task.WhenAll(choices.Select(c => RunChoice(c, sse, Chunk, model, timer, ct)));
 
         int completionTokens = choices.Sum(c => c.Stream.CompletionTokens);
         var seq0 = choices[0].Stream.Sequence;
@@ -120,8 +112,8 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
 
         if (sse is not null)
         {
-            if (includeUsage) await sse.Send(new { id, @object = "chat.completion.chunk", created, model = model.Name, choices = Array.Empty<object>(), usage }, ctx.RequestAborted);
-            await sse.Done(ctx.RequestAborted);
+            if (includeUsage) await sse.Send(new { id, @object = "chat.completion.chunk", created, model = model.Name, choices = Array.Empty<object>(), usage }, ct);
+            await sse.Done(ct);
             return;
         }
         var body = new
@@ -140,7 +132,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
             prompt_token_ids = returnTokenIds ? promptIds : null,
         };
         ctx.Response.ContentType = "application/json";
-        await ctx.Response.WriteAsync(Json.Serialize(body), ctx.RequestAborted);
+        await ctx.Response.WriteAsync(Json.Serialize(body), ct);
     }
 
     private static Dictionary<string, object?> Message(Choice c)
@@ -246,24 +238,6 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         {
             c.Content.Append(c.HeldWhitespace);
             deltas.Add(new() { ["content"] = c.HeldWhitespace });
-        }
-    }
-
-    private static void ValidateMessages(JsonElement messages)
-    {
-        if (messages.ValueKind != JsonValueKind.Array) throw RequestReader.Wrong("messages", "an array");
-        if (messages.GetArrayLength() == 0) throw ApiException.BadRequest("'messages' must contain at least one message.", "messages");
-        int i = 0;
-        foreach (var m in messages.EnumerateArray())
-        {
-            string where = $"messages[{i++}]";
-            if (m.ValueKind != JsonValueKind.Object) throw RequestReader.Wrong(where, "an object");
-            if (!m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
-                throw ApiException.BadRequest($"'{where}.role' is required.", where + ".role");
-            if (!Roles.Contains(role.GetString()!))
-                throw ApiException.BadRequest($"'{where}.role' must be one of system, developer, user, assistant, tool; got '{role.GetString()}'.", where + ".role");
-            if (m.TryGetProperty("content", out var content) && content.ValueKind is not (JsonValueKind.String or JsonValueKind.Array or JsonValueKind.Null))
-                throw RequestReader.Wrong(where + ".content", "a string or an array of content parts");
         }
     }
 

@@ -1,35 +1,77 @@
 using System.Text.Json;
 using Glm.Server.Hosting;
 using Glm.Text.Templates;
+using Glm.Text.Tokenization;
 
 namespace Glm.Server.Api;
 
 /// <summary>
-/// Renders a request's messages through the model's chat template, the same way for /v1/chat/completions and
-/// /tokenize: chat_template_kwargs (an object), add_generation_prompt, the tokenizer's BOS/EOS strings, and a
-/// template error as a 400 on "messages".
+/// Renders a request's messages through the model's chat template and tokenizes the result, the same way for
+/// every endpoint that takes a chat (/v1/chat/completions, /tokenize): chat_template_kwargs (an object),
+/// add_generation_prompt, the tokenizer's BOS/EOS strings, a template error as a 400 on "messages", and, unless
+/// the server runs with --user-content-special-tokens parse, user and tool contents tokenized as plain text.
 /// </summary>
 public static class ChatPrompt
 {
     /// <param name="tools">The tools the template should describe (null when tool_choice is "none").</param>
-    public static string Render(ServedModel model, RequestReader r, JsonElement messages, JsonElement? tools)
+    public static string Render(ServedModel model, RequestReader r, JsonElement messages, JsonElement? tools, CancellationToken ct)
     {
         if (model.ChatTemplate is null) throw ApiException.BadRequest("This model has no chat template; use /v1/completions with a prompt.");
         var kwargs = new Dictionary<string, object?>();
-        if (r.Element("chat_template_kwargs") is { } k)
+        var k = r.Element("chat_template_kwargs");
+        if (k is { } kw)
         {
-            if (k.ValueKind != JsonValueKind.Object) throw RequestReader.Wrong("chat_template_kwargs", "an object");
-            foreach (var p in k.EnumerateObject()) kwargs[p.Name] = Values.FromJson(p.Value);
+            if (kw.ValueKind != JsonValueKind.Object) throw RequestReader.Wrong("chat_template_kwargs", "an object");
+            foreach (var p in kw.EnumerateObject()) kwargs[p.Name] = Values.FromJson(p.Value);
         }
         bool addGenerationPrompt = r.Bool("add_generation_prompt") ?? true;
+        Func<string, string>? literal = null;
+        if (model.LiteralThirdPartyContent && model.Tokenizer is { } tokenizer)
+        {
+            // Only the server may place the literal-text markers in the rendered prompt.
+            RefuseMarkers(messages, "messages");
+            if (tools is { } t) RefuseMarkers(t, "tools");
+            if (k is { } kwElement) RefuseMarkers(kwElement, "chat_template_kwargs");
+            literal = tokenizer.MarkAddedTokensAsText;
+        }
         try
         {
-            var vars = ChatMessages.Variables(messages, tools, addGenerationPrompt, kwargs, model.Settings.BosToken, model.Settings.EosToken);
-            return model.ChatTemplate.Render(vars);
+            var vars = ChatMessages.Variables(messages, tools, addGenerationPrompt, kwargs, model.Settings.BosToken, model.Settings.EosToken, literal);
+            return model.ChatTemplate.Render(vars, ct);
         }
         catch (TemplateException e)
         {
             throw ApiException.BadRequest($"The chat template could not render these messages: {e.Message}", "messages");
+        }
+    }
+
+    /// <summary>The ids of a prompt from <see cref="Render"/>: the template's own tokens special, marked contents literal.</summary>
+    public static int[] Encode(ServedModel model, string prompt, CancellationToken ct) =>
+        (model.Tokenizer ?? throw ApiException.BadRequest("This model has no tokenizer.")).EncodeWithLiteralText(prompt, ct);
+
+    /// <summary>The prompt as the model sees it (without the literal-text markers), for parsers that read it.</summary>
+    public static string Visible(string prompt) =>
+        LiteralText.ContainsMarker(prompt) ? prompt.Replace(LiteralText.Begin.ToString(), "").Replace(LiteralText.End.ToString(), "") : prompt;
+
+    private static void RefuseMarkers(JsonElement e, string path)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.String:
+                if (LiteralText.ContainsMarker(e.GetString()!))
+                    throw ApiException.BadRequest($"'{path}' contains U+FDD0 or U+FDD1, Unicode noncharacters this server reserves for its own use.", path);
+                break;
+            case JsonValueKind.Array:
+                int i = 0;
+                foreach (var item in e.EnumerateArray()) RefuseMarkers(item, $"{path}[{i++}]");
+                break;
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject())
+                {
+                    if (LiteralText.ContainsMarker(p.Name)) throw ApiException.BadRequest($"A property name in '{path}' contains U+FDD0 or U+FDD1.", path);
+                    RefuseMarkers(p.Value, $"{path}.{p.Name}");
+                }
+                break;
         }
     }
 }

@@ -10,11 +10,12 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
     public async Task Handle(HttpContext ctx)
     {
         var model = Endpoints.RequireModel(host);
-        var (r, doc) = await RequestReader.Read(ctx.Request, ctx.RequestAborted);
+        var ct = Endpoints.RequestLifetime(ctx, host);
+        var (r, doc) = await RequestReader.Read(ctx.Request, ct);
         using var _ = doc;
         Endpoints.CheckModelName(r, model);
         if (r.Has("suffix")) throw ApiException.BadRequest("'suffix' is not supported by this model.", "suffix");
-        var prompts = ParsePrompts(r, model);
+        var prompts = await host.PromptWork.Run(r.BodyBytes, c => ParsePrompts(r, model, c), ct);
         bool stream = r.Bool("stream") ?? false;
         bool echo = r.Bool("echo") ?? false;
         int? logprobs = r.Int("logprobs", 0, 20);
@@ -25,21 +26,14 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var timer = metrics.StartRequest();
-        var streams = new List<(int Index, int Prompt, TextStream Stream)>();
-        try
-        {
-            for (int p = 0; p < prompts.Count; p++)
-                for (int i = 0; i < requests[p].N; i++)
-                {
-                    var seq = Endpoints.Submit(model, prompts[p], requests[p].ForChoice(i));
-                    streams.Add((streams.Count, p, new TextStream(model.Engine, model.Tokenizer, seq, requests[p].Stop, requests[p].SkipSpecialTokens, requests[p].IncludeStopInOutput)));
-                }
-        }
-        catch
-        {
-            foreach (var s in streams) model.Engine.Abort(s.Stream.Sequence);
-            throw;
-        }
+        // Every prompt × n sequence is admitted together or not at all.
+        var wanted = new List<(int Prompt, (IReadOnlyList<int>, Engine.SamplingParams) Request)>();
+        for (int p = 0; p < prompts.Count; p++)
+            for (int i = 0; i < requests[p].N; i++) wanted.Add((p, (prompts[p], requests[p].ForChoice(i))));
+        var sequences = Endpoints.SubmitAll(model, wanted.Select(w => w.Request).ToList(), "prompt");
+        using var abortOnExit = new Endpoints.AbortOnExit(model.Engine, sequences);
+        var streams = sequences.Select((seq, k) => (Index: k, Prompt: wanted[k].Prompt,
+            Stream: new TextStream(model.Engine, model.Tokenizer, seq, requests[wanted[k].Prompt].Stop, requests[wanted[k].Prompt].SkipSpecialTokens, requests[wanted[k].Prompt].IncludeStopInOutput))).ToList();
 
         var sse = stream ? new SseWriter(ctx.Response) : null;
         var results = await Task.WhenAll(streams.Select(async s =>
@@ -52,8 +46,8 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
             string? echoText = echo ? model.Tokenizer?.Decode(prompts[s.Prompt]) ?? "" : null;
             if (echoText is not null) text.Append(echoText);
             if (sse is not null && echoText is { Length: > 0 })
-                await sse.Send(Chunk(id, created, model.Name, s.Index, echoText, null, null), ctx.RequestAborted);
-            await foreach (var piece in s.Stream.Run(ctx.RequestAborted))
+                await sse.Send(Chunk(id, created, model.Name, s.Index, echoText, null, null), ct);
+            await foreach (var piece in s.Stream.Run(ct))
             {
                 if (piece.Token >= 0) { tokens.Add(piece.Token); timer.Token(); }
                 if (piece.Logprob is not null)
@@ -65,7 +59,7 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
                 if (piece.FinishReason is not null) finish = piece.FinishReason;
                 if (sse is not null && (piece.Text.Length > 0 || piece.FinishReason is not null))
                     await sse.Send(Chunk(id, created, model.Name, s.Index, piece.Text, piece.FinishReason,
-                        piece.Logprob is null ? null : new { tokens = new[] { LogprobFormat.TokenText(model.Tokenizer, piece.Token) }, token_logprobs = new[] { piece.Logprob }, top_logprobs = new[] { tops[^1] } }), ctx.RequestAborted);
+                        piece.Logprob is null ? null : new { tokens = new[] { LogprobFormat.TokenText(model.Tokenizer, piece.Token) }, token_logprobs = new[] { piece.Logprob }, top_logprobs = new[] { tops[^1] } }), ct);
             }
             return (s.Index, s.Prompt, Text: text.ToString(), Tokens: tokens, Finish: finish, Logprobs: tokenLogprobs, Tops: tops);
         }));
@@ -78,8 +72,8 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
             id, model.Name, promptTokens, completionTokens, e2e, results[0].Finish, stream);
         if (sse is not null)
         {
-            if (includeUsage) await sse.Send(new { id, @object = "text_completion", created, model = model.Name, choices = Array.Empty<object>(), usage }, ctx.RequestAborted);
-            await sse.Done(ctx.RequestAborted);
+            if (includeUsage) await sse.Send(new { id, @object = "text_completion", created, model = model.Name, choices = Array.Empty<object>(), usage }, ct);
+            await sse.Done(ct);
             return;
         }
         var body = new
@@ -102,7 +96,7 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
             usage,
         };
         ctx.Response.ContentType = "application/json";
-        await ctx.Response.WriteAsync(Json.Serialize(body), ctx.RequestAborted);
+        await ctx.Response.WriteAsync(Json.Serialize(body), ct);
     }
 
     private static object Chunk(string id, long created, string model, int index, string text, string? finish, object? logprobs) => new
@@ -112,10 +106,10 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
     };
 
     /// <summary>A string, an array of token ids, or a list of either.</summary>
-    private static List<int[]> ParsePrompts(RequestReader r, ServedModel model)
+    private static List<int[]> ParsePrompts(RequestReader r, ServedModel model, CancellationToken ct)
     {
         var p = r.Element("prompt") ?? throw ApiException.BadRequest("'prompt' is required.", "prompt");
-        int[] Text(string s) => model.Tokenizer?.Encode(s) ?? throw ApiException.BadRequest("This model has no tokenizer; send token ids.", "prompt");
+        int[] Text(string s) => model.Tokenizer?.Encode(s, ct) ?? throw ApiException.BadRequest("This model has no tokenizer; send token ids.", "prompt");
         int[] Ids(JsonElement a) => a.EnumerateArray().Select(x => x.ValueKind == JsonValueKind.Number && x.TryGetInt32(out int i)
             ? (i >= 0 && i < model.Config.VocabSize ? i : throw ApiException.BadRequest($"Token id {i} is out of vocabulary.", "prompt"))
             : throw RequestReader.Wrong("prompt", "a string, an array of token ids, or an array of those")).ToArray();

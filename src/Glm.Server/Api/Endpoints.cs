@@ -21,21 +21,46 @@ public static class Endpoints
             throw new ApiException(404, $"The model `{name}` does not exist.", "model", "model_not_found", "invalid_request_error");
     }
 
-    public static Sequence Submit(ServedModel model, IReadOnlyList<int> prompt, SamplingParams sampling)
+    /// <summary>
+    /// Admits a request's sequences (prompts × n) together or not at all, so a refused request never holds queue
+    /// places that other clients needed while it was being refused.
+    /// </summary>
+    public static IReadOnlyList<Sequence> SubmitAll(ServedModel model, IReadOnlyList<(IReadOnlyList<int> Prompt, SamplingParams Sampling)> requests, string promptParam = "messages")
     {
         try
         {
-            return model.Engine.Submit(prompt, sampling);
+            return model.Engine.SubmitAll(requests);
         }
         catch (AdmissionException e)
         {
             throw e.Kind switch
             {
-                AdmissionFailure.ContextTooLong => new ApiException(400, e.Message, "messages", "context_length_exceeded"),
+                AdmissionFailure.ContextTooLong => new ApiException(400, e.Message, promptParam, "context_length_exceeded"),
                 AdmissionFailure.QueueFull => new ApiException(429, e.Message, type: "rate_limit_error", code: "queue_full"),
+                AdmissionFailure.TooManySequences => new ApiException(400, e.Message, promptParam == "messages" ? "n" : promptParam, "too_many_sequences"),
                 AdmissionFailure.ShuttingDown => new ApiException(503, e.Message, type: "service_unavailable", code: "shutting_down"),
-                _ => ApiException.BadRequest(e.Message),
+                _ => ApiException.BadRequest(e.Message, promptParam),
             };
+        }
+    }
+
+    /// <summary>
+    /// The token a request's work runs under: cancelled when the client goes away, and when a graceful
+    /// shutdown's grace period ends (the error handler then ends the response with a 503 error).
+    /// </summary>
+    public static CancellationToken RequestLifetime(HttpContext ctx, ModelHost host)
+    {
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, host.GraceEnded);
+        ctx.Response.RegisterForDispose(cts);
+        return cts.Token;
+    }
+
+    /// <summary>Aborts whatever of a request's sequences is still running when its handler exits, however it exits.</summary>
+    public sealed class AbortOnExit(LlmEngine engine, IReadOnlyList<Sequence> sequences) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var s in sequences) engine.Abort(s);
         }
     }
 

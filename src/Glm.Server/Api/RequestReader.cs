@@ -1,16 +1,41 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 
 namespace Glm.Server.Api;
 
-/// <summary>Typed access to a JSON request body; a wrong type or range is a 400 naming the parameter.</summary>
-public sealed class RequestReader(JsonElement root)
+/// <summary>
+/// The one way a JSON request body is read: the Content-Type, UTF-8, JSON syntax, an object at the root, and
+/// every string in it (names and values) readable as UTF-16, so a lone surrogate escape such as "\ud800" is a
+/// 400 naming where it is instead of an exception wherever a handler first reads that string. Then typed
+/// access; a wrong type or range is a 400 naming the parameter.
+/// </summary>
+public sealed class RequestReader(JsonElement root, int bodyBytes = 0)
 {
     public JsonElement Root { get; } = root;
 
+    /// <summary>The body's size in bytes: how heavy the request's prompt work will be.</summary>
+    public int BodyBytes { get; } = bodyBytes;
+
+    /// <summary>
+    /// JSON is required by its declared type: a JSON body sent as text/plain or form data (curl's default -d) is
+    /// refused with 415, as is a body with no Content-Type. Browsers send those types cross-origin without a
+    /// CORS preflight, so accepting them would let any web page drive a local server.
+    /// </summary>
+    public static bool IsJsonContentType(string? contentType)
+    {
+        if (contentType is null) return false;
+        string media = contentType.Split(';', 2)[0].Trim();
+        return media.Equals("application/json", StringComparison.OrdinalIgnoreCase) || media.EndsWith("+json", StringComparison.OrdinalIgnoreCase);
+    }
+
+    public static ApiException UnsupportedMediaType(string? contentType) => new(415, contentType is { } type
+        ? $"Content-Type must be application/json, got '{type}'. With curl, add -H 'Content-Type: application/json'."
+        : "Content-Type must be application/json; the request has none. With curl, add -H 'Content-Type: application/json'.",
+        code: "unsupported_media_type");
+
     public static async Task<(RequestReader Reader, JsonDocument Doc)> Read(HttpRequest request, CancellationToken ct)
     {
-        if (request.ContentType is { } type && !type.Contains("json", StringComparison.OrdinalIgnoreCase))
-            throw new ApiException(415, $"Content-Type must be application/json, got '{type}'.");
+        if (!IsJsonContentType(request.ContentType)) throw UnsupportedMediaType(request.ContentType);
         // Read whole (Kestrel caps the size) so invalid UTF-8 is caught here, not when a string is first read.
         using var buffer = new MemoryStream();
         await request.Body.CopyToAsync(buffer, ct);
@@ -25,13 +50,48 @@ public sealed class RequestReader(JsonElement root)
         {
             throw ApiException.BadRequest($"The request body is not valid JSON: {e.Message}");
         }
-        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+        try
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("The request body must be a JSON object.");
+            CheckStrings(doc.RootElement, "");
+        }
+        catch
         {
             doc.Dispose();
-            throw ApiException.BadRequest("The request body must be a JSON object.");
+            throw;
         }
-        return (new RequestReader(doc.RootElement), doc);
+        return (new RequestReader(doc.RootElement, bytes.Length), doc);
     }
+
+    /// <summary>Valid UTF-8 cannot hold a lone surrogate, but a JSON escape can: find any, and say where.</summary>
+    private static void CheckStrings(JsonElement e, string path)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject())
+                {
+                    string name;
+                    try { name = p.Name; }
+                    catch (InvalidOperationException) { throw LoneSurrogate(path.Length == 0 ? "a property name" : $"a property name in '{path}'", path); }
+                    CheckStrings(p.Value, path.Length == 0 ? name : $"{path}.{name}");
+                }
+                break;
+            case JsonValueKind.Array:
+                int i = 0;
+                foreach (var item in e.EnumerateArray()) CheckStrings(item, $"{path}[{i++}]");
+                break;
+            case JsonValueKind.String:
+                // Only a string with an escape can hold one; most have none and skip the decode.
+                if (JsonMarshal.GetRawUtf8Value(e).IndexOf("\\u"u8) < 0) break;
+                try { _ = e.GetString(); }
+                catch (InvalidOperationException) { throw LoneSurrogate($"'{path}'", path); }
+                break;
+        }
+    }
+
+    private static ApiException LoneSurrogate(string where, string path) =>
+        ApiException.BadRequest($"{where} holds an unpaired UTF-16 surrogate escape (such as \\ud800), which is not text.", path.Length == 0 ? null : path);
 
     public bool Has(string name) => Root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null;
 

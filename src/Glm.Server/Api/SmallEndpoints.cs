@@ -23,22 +23,32 @@ public static class SmallEndpoints
     public static async Task Tokenize(HttpContext ctx, ModelHost host)
     {
         var m = Endpoints.RequireModel(host);
-        var (r, doc) = await RequestReader.Read(ctx.Request, ctx.RequestAborted);
+        var ct = Endpoints.RequestLifetime(ctx, host);
+        var (r, doc) = await RequestReader.Read(ctx.Request, ct);
         using var _ = doc;
         if (r.String("model") is { } name && name != m.Name) throw new ApiException(404, $"The model `{name}` does not exist.", "model", "model_not_found");
         if (m.Tokenizer is null) throw ApiException.BadRequest("This model has no tokenizer.");
         int[] ids;
         if (r.Element("messages") is { } messages)
         {
-            ids = m.Tokenizer.Encode(ChatPrompt.Render(m, r, messages, r.Element("tools")));
+            // The same checks and rendering as /v1/chat/completions, so the counts agree.
+            ChatRequestValidation.Messages(messages);
+            var tools = r.Element("tools");
+            ChatRequestValidation.Tools(tools);
+            ids = await host.PromptWork.Run(r.BodyBytes, c => ChatPrompt.Encode(m, ChatPrompt.Render(m, r, messages, tools, c), c), ct);
         }
-        else ids = m.Tokenizer.Encode(r.RequiredString("prompt"));
+        else
+        {
+            string prompt = r.RequiredString("prompt");
+            ids = await host.PromptWork.Run(r.BodyBytes, c => m.Tokenizer.Encode(prompt, c), ct);
+        }
         bool tokenStrings = r.Bool("return_token_strs") ?? false;
+        ctx.Response.ContentType = "application/json";
         await ctx.Response.WriteAsync(Json.Serialize(new
         {
             count = ids.Length, max_model_len = m.MaxModelLen, tokens = ids,
             token_strs = tokenStrings ? ids.Select(i => m.Tokenizer.IdToToken(i)).ToArray() : null,
-        }), ctx.RequestAborted);
+        }), ct);
     }
 
     public static async Task Detokenize(HttpContext ctx, ModelHost host)
@@ -47,9 +57,11 @@ public static class SmallEndpoints
         var (r, doc) = await RequestReader.Read(ctx.Request, ctx.RequestAborted);
         using var _ = doc;
         if (m.Tokenizer is null) throw ApiException.BadRequest("This model has no tokenizer.");
+        if (!r.Has("tokens")) throw ApiException.BadRequest("'tokens' is required.", "tokens");
         var ids = r.IntList("tokens");
         foreach (int id in ids)
             if (m.Tokenizer.IdToToken(id) is null) throw ApiException.BadRequest($"Token id {id} is out of vocabulary.", "tokens");
+        ctx.Response.ContentType = "application/json";
         await ctx.Response.WriteAsync(Json.Serialize(new { prompt = m.Tokenizer.Decode(ids.ToArray()) }), ctx.RequestAborted);
     }
 

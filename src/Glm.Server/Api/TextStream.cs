@@ -52,6 +52,8 @@ public sealed class TextStream(LlmEngine engine, BpeTokenizer? tokenizer, Sequen
                 yield return new TextPiece(emit, o.Token, o.Logprob, o.TopLogprobs, "stop", matched);
                 continue;
             }
+            // Aborted because the request's token fired (client gone, shutdown grace over): not a finish to report.
+            if (o.Finish == FinishReason.Abort) ct.ThrowIfCancellationRequested();
             if (o.Finish != FinishReason.None)
             {
                 full.Append(text);

@@ -28,6 +28,15 @@ public sealed class ServerOptions
     public int? Threads { get; set; }
     public int MaxQueueLength { get; set; } = 256;
     public int ShutdownGraceSeconds { get; set; } = 30;
+    /// <summary>--user-content-special-tokens: "text" (default) tokenizes user and tool contents as plain text; "parse" matches control tokens in them too.</summary>
+    public string UserContentSpecialTokens { get; set; } = "text";
+    public bool LiteralThirdPartyContent => UserContentSpecialTokens == "text";
+    /// <summary>Host header values served (names, without port); null = the default for the bound address (see <see cref="EffectiveAllowedHosts"/>).</summary>
+    public List<string>? AllowedHosts { get; set; }
+    /// <summary>CORS: origins allowed to read responses from a browser. Empty keeps CORS off.</summary>
+    public List<string> AllowedOrigins { get; set; } = [];
+    public List<string> AllowedMethods { get; set; } = ["*"];
+    public List<string> AllowedHeaders { get; set; } = ["*"];
 
     // complete verb
     public List<int> PromptIds { get; } = [];
@@ -53,6 +62,52 @@ public sealed class ServerOptions
     public string ModelName => ServedModelName ?? (Model is null ? "glm-demo"
         : Hub.HubDownloader.LooksLikeRepoId(Model) ? Model : Path.GetFileName(Path.TrimEndingDirectorySeparator(Model)));
 
+    /// <summary>
+    /// The Host names the server answers to, against DNS rebinding (a web page whose own name resolves to
+    /// 127.0.0.1 could otherwise read a local server's answers). On a loopback address: the loopback names and
+    /// the bound address. On a wildcard or other address: any (null), unless --allowed-hosts says otherwise.
+    /// "*" in the list allows any.
+    /// </summary>
+    public IReadOnlySet<string>? EffectiveAllowedHosts()
+    {
+        if (AllowedHosts is { } given) return given.Contains("*") ? null : new HashSet<string>(given.Select(NormalizeHost), StringComparer.OrdinalIgnoreCase);
+        bool loopback = Host is "localhost" || (System.Net.IPAddress.TryParse(Host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
+        if (!loopback) return null;
+        return new HashSet<string>(["localhost", "127.0.0.1", "::1", NormalizeHost(Host)], StringComparer.OrdinalIgnoreCase);
+    }
+
+    /// <summary>A Host header value or list entry without port and IPv6 brackets, lower case.</summary>
+    public static string NormalizeHost(string host)
+    {
+        string h = host.Trim();
+        if (h.StartsWith('['))
+        {
+            int close = h.IndexOf(']');
+            return (close > 0 ? h[1..close] : h.Trim('[')).ToLowerInvariant();
+        }
+        int colon = h.IndexOf(':');
+        if (colon >= 0 && h.IndexOf(':', colon + 1) < 0) h = h[..colon]; // name:port (a bare IPv6 address has several colons)
+        return h.TrimEnd('.').ToLowerInvariant();
+    }
+
+    /// <summary>A list flag: comma-separated, or a JSON array as vLLM takes it ('["*"]').</summary>
+    private static List<string> ListValue(string value)
+    {
+        string v = value.Trim();
+        if (v.StartsWith('['))
+        {
+            try
+            {
+                return System.Text.Json.JsonSerializer.Deserialize<List<string>>(v) ?? [];
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                throw new CliException($"'{value}' is not a JSON list of strings: {e.Message}");
+            }
+        }
+        return v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+    }
+
     public Kernels.Cpu.Int4Activations ResolveInt4Activations() =>
         Int4Activations == "float" ? Kernels.Cpu.Int4Activations.Float : Kernels.Cpu.Int4Activations.Int8;
 
@@ -68,6 +123,10 @@ public sealed class ServerOptions
         if (Int4Activations is not ("int8" or "float")) throw new CliException($"--int4-activations must be int8 or float, got '{Int4Activations}'");
         if (BlockSize is < 1 or > 1024) throw new CliException("--block-size must be between 1 and 1024");
         if (MaxNumSeqs < 1) throw new CliException("--max-num-seqs must be at least 1");
+        if (MaxQueueLength < 0) throw new CliException("--max-queue-len must be 0 or more");
+        if (ShutdownGraceSeconds < 0) throw new CliException("--shutdown-grace-seconds must be 0 or more");
+        if (UserContentSpecialTokens is not ("text" or "parse"))
+            throw new CliException($"--user-content-special-tokens must be text or parse, got '{UserContentSpecialTokens}'");
     }
 
     /// <summary>
@@ -161,6 +220,11 @@ public sealed class ServerOptions
                 case "--threads": o.Threads = IntValue(); break;
                 case "--max-queue-len": o.MaxQueueLength = IntValue(); break;
                 case "--shutdown-grace-seconds": o.ShutdownGraceSeconds = IntValue(); break;
+                case "--user-content-special-tokens": o.UserContentSpecialTokens = Value(); break;
+                case "--allowed-hosts": o.AllowedHosts = ListValue(Value()); break;
+                case "--allowed-origins": o.AllowedOrigins = ListValue(Value()); break;
+                case "--allowed-methods": o.AllowedMethods = ListValue(Value()); break;
+                case "--allowed-headers": o.AllowedHeaders = ListValue(Value()); break;
                 case "--prompt-ids":
                     foreach (var part in Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                         o.PromptIds.Add(int.TryParse(part, out int id) ? id : throw new CliException($"--prompt-ids: '{part}' is not a token id"));
@@ -196,6 +260,9 @@ public sealed class ServerOptions
         if (long.TryParse(Env("GLM_KV_CACHE_MEMORY"), out long kvBytes)) KvCacheMemory = kvBytes;
         if (int.TryParse(Env("GLM_THREADS"), out int threads)) Threads = threads;
         if (Env("GLM_DEVICE") is { } device) Device = device;
+        if (Env("GLM_USER_CONTENT_SPECIAL_TOKENS") is { } special) UserContentSpecialTokens = special;
+        if (Env("GLM_ALLOWED_HOSTS") is { } hosts) AllowedHosts = ListValue(hosts);
+        if (Env("GLM_ALLOWED_ORIGINS") is { } origins) AllowedOrigins = ListValue(origins);
     }
 }
 

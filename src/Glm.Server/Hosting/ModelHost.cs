@@ -20,6 +20,7 @@ public sealed class ModelHost : IDisposable
     private readonly Serilog.ILogger _log;
     private volatile ServedModel? _model;
     private volatile bool _draining;
+    private readonly CancellationTokenSource _graceEnded = new();
 
     public ModelHost(ServerOptions options, Serilog.ILogger log)
     {
@@ -32,6 +33,10 @@ public sealed class ModelHost : IDisposable
     public bool Draining => _draining;
     public Exception? LoadError { get; private set; }
     public ServerOptions Options => _options;
+    /// <summary>Rendering and tokenization of requests: small ones inline, large ones on a bounded set of threads.</summary>
+    public PromptWork PromptWork { get; } = PromptWork.ForThisMachine();
+    /// <summary>Fires when a graceful shutdown's grace period is over: whatever still runs is cut off.</summary>
+    public CancellationToken GraceEnded => _graceEnded.Token;
 
     public Task LoadInBackground(Action<Exception> onFailure) => Task.Run(() =>
     {
@@ -89,7 +94,11 @@ public sealed class ModelHost : IDisposable
         string description = o.Model is null
             ? "glm-demo: the embedded 8.3M-parameter GLM-4.5-architecture demo model (a smoke-test model: it reasons and calls tools, but its answers are often wrong)"
             : $"{config.ArchitectureName} from {dir}";
-        return new ServedModel(o.ModelName, dir, config, tokenizer, settings, engine, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), description);
+        if (!o.LiteralThirdPartyContent) log.Warning("--user-content-special-tokens parse: user and tool messages can contain control tokens (and so forge turns)");
+        return new ServedModel(o.ModelName, dir, config, tokenizer, settings, engine, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), description)
+        {
+            LiteralThirdPartyContent = o.LiteralThirdPartyContent,
+        };
     }
 
     /// <summary>A bar on an interactive terminal; otherwise a log line at every tenth of the layers.</summary>
@@ -137,5 +146,16 @@ public sealed class ModelHost : IDisposable
         _model?.Engine.StopAdmitting();
     }
 
-    public void Dispose() => _model?.Engine.Dispose();
+    /// <summary>Ends the grace period: requests still running are cut off (their sequences aborted, their streams ended with an error).</summary>
+    public void EndGrace()
+    {
+        _graceEnded.Cancel();
+        if (_model is { } m) m.Engine.AbortAll();
+    }
+
+    public void Dispose()
+    {
+        _model?.Engine.Dispose();
+        _graceEnded.Dispose();
+    }
 }

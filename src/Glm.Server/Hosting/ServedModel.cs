@@ -18,5 +18,7 @@ public sealed class ServedModel(string name, string directory, ModelConfig confi
     public LlmEngine Engine { get; } = engine;
     public long Created { get; } = created;
     public string Description { get; } = description;
+    /// <summary>User and tool message contents are tokenized as plain text (their "&lt;|user|&gt;" is characters, not a turn).</summary>
+    public bool LiteralThirdPartyContent { get; init; } = true;
     public int MaxModelLen => (int)Math.Min(Engine.Options.MaxModelLen, Engine.CapacityTokens);
 }

@@ -17,10 +17,23 @@ public static class ServerApp
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args ?? [] });
         builder.Host.UseSerilog(log, dispose: false);
         builder.WebHost.UseUrls($"http://{(options.Host.Contains(':') ? $"[{options.Host}]" : options.Host)}:{options.Port}");
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = MaxRequestBodyBytes;
+            k.ConfigureEndpointDefaults(StrictContentLength.Use);
+        });
         builder.Services.AddOpenApi();
         builder.Services.AddSingleton<IHostLifetime, DrainingLifetime>();
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownGraceSeconds + 5));
+        // The grace period is ours (HandleTermination): once it ends every request is cut off, so the host needs
+        // only a moment to close connections, not a second grace period of its own.
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(1));
+        if (options.AllowedOrigins.Count > 0)
+            builder.Services.AddCors(c => c.AddDefaultPolicy(p =>
+            {
+                if (options.AllowedOrigins.Contains("*")) p.AllowAnyOrigin(); else p.WithOrigins([.. options.AllowedOrigins]);
+                if (options.AllowedMethods.Contains("*")) p.AllowAnyMethod(); else p.WithMethods([.. options.AllowedMethods]);
+                if (options.AllowedHeaders.Contains("*")) p.AllowAnyHeader(); else p.WithHeaders([.. options.AllowedHeaders]);
+            }));
 
         var host = new ModelHost(options, log);
         var metrics = new EngineMetrics(host);
@@ -28,35 +41,10 @@ public static class ServerApp
         builder.Services.AddSingleton(metrics);
         var app = builder.Build();
 
-        app.Use(async (ctx, next) =>
-        {
-            try
-            {
-                await next();
-            }
-            catch (ApiException e)
-            {
-                await ErrorResponses.Write(ctx, e);
-            }
-            catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-            {
-                await ErrorResponses.Write(ctx, 413, $"The request body exceeds {MaxRequestBodyBytes} bytes.");
-            }
-            catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
-            {
-                // The client went away; its sequences were aborted through the cancellation token.
-            }
-            catch (Exception e)
-            {
-                log.Error(e, "Unhandled error on {Path}", ctx.Request.Path);
-                if (ctx.Response.HasStarted && ctx.Response.ContentType?.StartsWith("text/event-stream") == true)
-                {
-                    // Mid-stream: the status is gone, so end the stream with an error event, as vLLM does.
-                    await ctx.Response.WriteAsync("data: " + Json.Serialize(ErrorResponses.Body("Internal server error.", "internal_error", null, null)) + "\n\ndata: [DONE]\n\n");
-                }
-                else await ErrorResponses.Write(ctx, 500, "Internal server error.", "internal_error");
-            }
-        });
+        app.Use((ctx, next) => HandleErrors(ctx, next, host, log));
+        var allowedHosts = options.EffectiveAllowedHosts();
+        if (allowedHosts is not null) app.Use((ctx, next) => CheckHost(ctx, next, allowedHosts));
+        if (options.AllowedOrigins.Count > 0) app.UseCors();
         app.Use(async (ctx, next) =>
         {
             string path = ctx.Request.Path.Value ?? "";
@@ -72,6 +60,16 @@ public static class ServerApp
             }
             await next();
         });
+        // Before routing, so a body of another type gets 415 here rather than no route (the routes' Accepts
+        // metadata, kept for the OpenAPI document, would otherwise leave only the 404 fallback to match).
+        app.Use((ctx, next) =>
+        {
+            if ((HttpMethods.IsPost(ctx.Request.Method) || HttpMethods.IsPut(ctx.Request.Method) || HttpMethods.IsPatch(ctx.Request.Method))
+                && !RequestReader.IsJsonContentType(ctx.Request.ContentType))
+                throw RequestReader.UnsupportedMediaType(ctx.Request.ContentType);
+            return next();
+        });
+        app.UseRouting();
 
         var chat = new ChatCompletions(host, metrics, log);
         var completions = new Completions(host, metrics, log);
@@ -98,6 +96,79 @@ public static class ServerApp
         return app;
     }
 
+    /// <summary>
+    /// Maps every failure to the API's error shape: a client's mistake to its 4xx (Kestrel's own framing and
+    /// timeout errors included: 400, 408, 413, 431), a cut at the end of the shutdown grace to 503, only a real
+    /// server fault to 500. Once a stream has started the status is gone, so the error becomes a last SSE event
+    /// followed by [DONE], as vLLM ends a failed stream.
+    /// </summary>
+    private static async Task HandleErrors(HttpContext ctx, RequestDelegate next, ModelHost host, Serilog.ILogger log)
+    {
+        try
+        {
+            await next(ctx);
+        }
+        catch (ApiException e)
+        {
+            await WriteError(ctx, e.Status, e.Message, e.Type, e.Param, e.Code);
+        }
+        catch (BadHttpRequestException e)
+        {
+            // The connection's framing is no longer trustworthy: answer, then close it.
+            ctx.Response.Headers.Connection = "close";
+            string message = e.StatusCode switch
+            {
+                StatusCodes.Status413PayloadTooLarge => $"The request body exceeds {MaxRequestBodyBytes} bytes.",
+                StatusCodes.Status408RequestTimeout => "The request body arrived too slowly (below the server's minimum data rate) and was abandoned.",
+                _ => $"Malformed HTTP request: {e.Message}",
+            };
+            await WriteError(ctx, e.StatusCode, message, "invalid_request_error", null, e.StatusCode == 408 ? "request_timeout" : null);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away; its sequences were aborted through the cancellation token.
+        }
+        catch (OperationCanceledException) when (host.GraceEnded.IsCancellationRequested)
+        {
+            await WriteError(ctx, 503, "The server shut down before this request finished.", "service_unavailable", null, "shutting_down");
+        }
+        catch (Exception e)
+        {
+            log.Error(e, "Unhandled error on {Path}", ctx.Request.Path);
+            await WriteError(ctx, 500, "Internal server error.", "internal_error", null, null);
+        }
+    }
+
+    private static async Task WriteError(HttpContext ctx, int status, string message, string type, string? param, string? code)
+    {
+        try
+        {
+            if (!ctx.Response.HasStarted)
+            {
+                await ErrorResponses.Write(ctx, status, message, type, param, code, CancellationToken.None);
+                return;
+            }
+            if (ctx.Response.ContentType?.StartsWith("text/event-stream") == true)
+                await ctx.Response.WriteAsync("data: " + Json.Serialize(ErrorResponses.Body(message, type, param, code)) + "\n\ndata: [DONE]\n\n", CancellationToken.None);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The connection is gone; there is nobody left to tell.
+        }
+    }
+
+    /// <summary>Refuses a Host header the server does not answer to (DNS rebinding guard; see ServerOptions.EffectiveAllowedHosts).</summary>
+    private static async Task CheckHost(HttpContext ctx, RequestDelegate next, IReadOnlySet<string> allowed)
+    {
+        string host = ServerOptions.NormalizeHost(ctx.Request.Host.Value ?? "");
+        if (!allowed.Contains(host))
+        {
+            await ErrorResponses.Write(ctx, 403, $"Host '{ctx.Request.Host.Value}' is not allowed; start the server with --allowed-hosts to serve it.", "invalid_request_error", null, "host_not_allowed");
+            return;
+        }
+        await next(ctx);
+    }
+
     /// <summary>A handler that writes its own response, typed as Delegate so OpenAPI metadata can be attached.</summary>
     private static Delegate Handler(Func<HttpContext, Task> handle) => (HttpContext ctx) => handle(ctx);
 
@@ -119,7 +190,12 @@ public static class ServerApp
             {
                 var deadline = DateTime.UtcNow.AddSeconds(options.ShutdownGraceSeconds);
                 while (DateTime.UtcNow < deadline && (host.Model?.Engine.InFlight ?? 0) > 0) await Task.Delay(50);
-                await Task.Delay(100); // let the last responses flush
+                if ((host.Model?.Engine.InFlight ?? 0) > 0)
+                {
+                    log.Warning("Grace period over: cutting off {InFlight} requests", host.Model?.Engine.InFlight ?? 0);
+                    host.EndGrace();
+                }
+                await Task.Delay(150); // let the last responses (and the cut streams' error events) flush
                 app.Lifetime.StopApplication();
             });
         }

@@ -8,11 +8,25 @@ namespace Glm.Text.Templates;
 /// </summary>
 public static class ChatMessages
 {
+    /// <summary>The roles whose content is someone else's text (the user's, a tool's) rather than the model's or the operator's.</summary>
+    public static readonly IReadOnlySet<string> ThirdPartyRoles = new HashSet<string> { "user", "tool" };
+
+    /// <param name="literalContent">
+    /// Applied to every string inside the content of user and tool messages before rendering; the server passes
+    /// <see cref="Tokenization.BpeTokenizer.MarkAddedTokensAsText"/> so those texts cannot become control tokens.
+    /// </param>
     public static Dictionary<string, object?> Variables(JsonElement messages, JsonElement? tools, bool addGenerationPrompt,
-        IReadOnlyDictionary<string, object?>? kwargs = null, string? bosToken = null, string? eosToken = null)
+        IReadOnlyDictionary<string, object?>? kwargs = null, string? bosToken = null, string? eosToken = null,
+        Func<string, string>? literalContent = null)
     {
         var list = new List<object?>();
-        foreach (var m in messages.EnumerateArray()) list.Add(PrepareMessage((Dictionary<string, object?>)Values.FromJson(m)!));
+        foreach (var m in messages.EnumerateArray())
+        {
+            var message = PrepareMessage((Dictionary<string, object?>)Values.FromJson(m)!);
+            if (literalContent is not null && message.GetValueOrDefault("role") is string role && ThirdPartyRoles.Contains(role) && message.ContainsKey("content"))
+                message["content"] = MapStrings(message["content"], literalContent);
+            list.Add(message);
+        }
         var vars = new Dictionary<string, object?>
         {
             ["messages"] = list,
@@ -24,6 +38,14 @@ public static class ChatMessages
         if (kwargs is not null) foreach (var (k, v) in kwargs) vars[k] = v;
         return vars;
     }
+
+    private static object? MapStrings(object? value, Func<string, string> map) => value switch
+    {
+        string s => map(s),
+        List<object?> list => list.Select(v => MapStrings(v, map)).ToList(),
+        Dictionary<string, object?> dict => dict.ToDictionary(kv => kv.Key, kv => kv.Key == "type" ? kv.Value : MapStrings(kv.Value, map)),
+        _ => value,
+    };
 
     private static Dictionary<string, object?> PrepareMessage(Dictionary<string, object?> message)
     {
