@@ -64,6 +64,58 @@ public class GracefulShutdownTests
         }
     }
 
+    [Fact]
+    public async Task StreamsStillRunningWhenTheGraceEndsGetAnErrorEventAndTheProcessExitsWithinGracePlusOneSecond()
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return; // POSIX signals only
+        const int grace = 2;
+        int port = FreePort();
+        string dll = Path.Combine(AppContext.BaseDirectory, "glm-server.dll");
+        var psi = new ProcessStartInfo("dotnet", [dll, "serve", "--model", Fixtures.Dir("chat_glm4_moe"), "--served-model-name", "cut",
+            "--port", port.ToString(), "--kv-cache-memory", "67108864", "--shutdown-grace-seconds", grace.ToString(), "--max-num-seqs", "8"])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        using var server = Process.Start(psi)!;
+        var output = new System.Text.StringBuilder();
+        server.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        server.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        server.BeginOutputReadLine();
+        server.BeginErrorReadLine();
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+        try
+        {
+            await WaitHealthy(http);
+            // Eight streams of the whole context each: far more than the tiny model generates in two seconds.
+            var streams = Enumerable.Range(0, 8).Select(i => http.PostAsJsonAsync("/v1/chat/completions", new
+            {
+                model = "cut", messages = new[] { new { role = "user", content = $"stream {i}" } }, max_tokens = 4000, ignore_eos = true, stream = true,
+            })).ToList();
+            await Task.Delay(500);
+            var sw = Stopwatch.StartNew();
+            using (var kill = Process.Start("kill", ["-TERM", server.Id.ToString()])) await kill!.WaitForExitAsync();
+            Assert.True(await WaitExit(server, TimeSpan.FromSeconds(grace + 10)), "the server did not exit");
+            var exitAfter = sw.Elapsed;
+            Assert.True(exitAfter < TimeSpan.FromSeconds(grace + 1), $"exited {exitAfter.TotalSeconds:F2}s after SIGTERM with a {grace}s grace\n{output}");
+            Assert.True(server.ExitCode == 0, $"exit code {server.ExitCode}\n{output}");
+            int cut = 0;
+            foreach (var response in await Task.WhenAll(streams))
+            {
+                string body = await response.Content.ReadAsStringAsync();
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                Assert.EndsWith("data: [DONE]\n\n", body);
+                if (body.Contains("\"finish_reason\":\"length\"")) continue; // finished within the grace
+                Assert.Contains("\"code\":\"shutting_down\"", body);
+                cut++;
+            }
+            Assert.True(cut > 0, "no stream was still running when the grace ended; the test did not test the cut");
+        }
+        finally
+        {
+            if (!server.HasExited) server.Kill(entireProcessTree: true);
+        }
+    }
+
     private static int FreePort()
     {
         using var l = new TcpListener(IPAddress.Loopback, 0);
