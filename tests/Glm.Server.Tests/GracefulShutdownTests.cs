@@ -13,20 +13,9 @@ public class GracefulShutdownTests
     public async Task SigtermDrainsInFlightStreamsRefusesNewWorkAndExitsZero()
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return; // POSIX signals only
-        int port = FreePort();
-        string dll = Path.Combine(AppContext.BaseDirectory, "glm-server.dll");
-        var psi = new ProcessStartInfo("dotnet", [dll, "serve", "--model", Fixtures.Dir("chat_glm4_moe"), "--served-model-name", "drain",
-            "--port", port.ToString(), "--kv-cache-memory", "67108864", "--shutdown-grace-seconds", "20"])
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        using var server = Process.Start(psi)!;
-        var output = new System.Text.StringBuilder();
-        server.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
-        server.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
-        server.BeginOutputReadLine();
-        server.BeginErrorReadLine();
-        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+        var (server, output, http) = StartServer("drain", grace: 20);
+        using var _ = server;
+        using var __ = http;
         try
         {
             await WaitHealthy(http);
@@ -69,20 +58,9 @@ public class GracefulShutdownTests
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return; // POSIX signals only
         const int grace = 2;
-        int port = FreePort();
-        string dll = Path.Combine(AppContext.BaseDirectory, "glm-server.dll");
-        var psi = new ProcessStartInfo("dotnet", [dll, "serve", "--model", Fixtures.Dir("chat_glm4_moe"), "--served-model-name", "cut",
-            "--port", port.ToString(), "--kv-cache-memory", "67108864", "--shutdown-grace-seconds", grace.ToString(), "--max-num-seqs", "8"])
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        using var server = Process.Start(psi)!;
-        var output = new System.Text.StringBuilder();
-        server.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
-        server.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
-        server.BeginOutputReadLine();
-        server.BeginErrorReadLine();
-        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+        var (server, output, http) = StartServer("cut", grace);
+        using var _ = server;
+        using var __ = http;
         try
         {
             await WaitHealthy(http);
@@ -114,6 +92,25 @@ public class GracefulShutdownTests
         {
             if (!server.HasExited) server.Kill(entireProcessTree: true);
         }
+    }
+
+    /// <summary>The real server as its own process on the chat fixture model, with its output collected for failure messages.</summary>
+    private static (Process Server, System.Text.StringBuilder Output, HttpClient Http) StartServer(string name, int grace)
+    {
+        int port = FreePort();
+        string dll = Path.Combine(AppContext.BaseDirectory, "glm-server.dll");
+        var psi = new ProcessStartInfo("dotnet", [dll, "serve", "--model", Fixtures.Dir("chat_glm4_moe"), "--served-model-name", name,
+            "--port", port.ToString(), "--kv-cache-memory", "67108864", "--shutdown-grace-seconds", grace.ToString(), "--max-num-seqs", "8"])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        var server = Process.Start(psi)!;
+        var output = new System.Text.StringBuilder();
+        server.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        server.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        server.BeginOutputReadLine();
+        server.BeginErrorReadLine();
+        return (server, output, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) });
     }
 
     private static int FreePort()
