@@ -24,6 +24,7 @@ public static class Program
     {
         string what = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "all";
         if (what == "cuda") return CudaBench.Run();
+        if (what == "forward") return ForwardSpeed(ArgInt(args, "--threads", Environment.ProcessorCount));
         int layers = ArgInt(args, "--layers", 2);
         MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);
         Console.WriteLine($"# Glm.Bench on {Environment.ProcessorCount} cores, {MatMul.Threads} threads, AVX2={System.Runtime.Intrinsics.X86.Avx2.IsSupported}, AVX-512={System.Runtime.Intrinsics.X86.Avx512F.IsSupported}");
@@ -55,6 +56,34 @@ public static class Program
                 EngineThroughput(model, "BF16 weights");
                 EngineThroughput(fp8Int4, "fp8-int4 weights");
             }
+        }
+        return 0;
+    }
+
+    /// <summary>
+    /// Prefill and batch-1 decode of the demo model and of a 2-layer GLM-4.7-Flash-shaped model (BF16), printed as
+    /// one line each: the figures to compare two builds of the forward pass by, run alternately.
+    /// </summary>
+    private static int ForwardSpeed(int threads)
+    {
+        MatMul.Threads = threads;
+        string flash = Path.Combine(Path.GetTempPath(), "glm-bench-flash-2l");
+        if (!File.Exists(Path.Combine(flash, "model.safetensors"))) SyntheticCheckpoint.Write(flash, SyntheticCheckpoint.Glm47FlashConfig(2));
+        foreach (var (name, dir, prompt, decodes) in new[] { ("demo", Path.Combine(FindRoot(), "models", "glm-demo"), 256, 64), ("flash-2l", flash, 512, 16) })
+        {
+            using var model = ModelLoader.Load(dir);
+            var rng = new Random(4);
+            var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
+            double prefill = Measure.MedianSeconds(() =>
+            {
+                using var r = new SequenceRunner(model, prompt + 8);
+                r.Feed(ids);
+            }, repeats: 3);
+            using var runner = new SequenceRunner(model, 64 + decodes * 8);
+            runner.Feed(ids[..32]);
+            int next = 1;
+            double decode = Measure.MedianSeconds(() => next = Activations.ArgMax(runner.Feed([next])), repeats: decodes, warmup: 4);
+            Console.WriteLine($"{name}: prefill {prompt / prefill:F1} tokens/s ({prompt}-token prompt), decode {1 / decode:F2} tokens/s (batch 1)");
         }
         return 0;
     }
