@@ -280,7 +280,7 @@ public static class Program
             if (layer.Mlp is not null) bytes += layer.Mlp.Linears.Sum(l => l.Weight.ByteSize);
             if (layer.Moe is not null)
                 bytes += layer.Moe.Shared.Linears.Sum(l => l.Weight.ByteSize)
-                       + c.NumExpertsPerToken * layer.Moe.Experts[0].Linears.Sum(l => l.Weight.ByteSize)
+                       + c.NumExpertsPerToken * layer.Moe.Experts.Of(0).Sum(w => w.ByteSize)
                        + (long)c.NumRoutedExperts * c.HiddenSize * 4;
         }
         return bytes;
@@ -293,7 +293,7 @@ public static class Program
         double? single = null;
         foreach (int concurrency in new[] { 1, 8, 32, 64 })
         {
-            var runner = new NonOwningRunner(model, KvCacheDType.Bf16, 4096, 16);
+            var runner = new ModelRunner(model, KvCacheDType.Bf16, 4096, 16, ownsModel: false);
             using var engine = new LlmEngine(runner, new EngineOptions { MaxNumSeqs = 64, MaxNumBatchedTokens = 2048, MaxModelLen = 4096, EnablePrefixCaching = false });
             var rng = new Random(5);
             var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -312,23 +312,6 @@ public static class Program
             single ??= decode;
             Console.WriteLine($"concurrency {concurrency,2}: prefill {concurrency * 64 / prefillEnd,7:F1} tokens/s; decode {decode,7:F1} output tokens/s ({decode / single:F1}x batch 1)");
         }
-    }
-
-    /// <summary>Lets several engines share one loaded model (the CPU runner owns and disposes its model).</summary>
-    private sealed class NonOwningRunner(CausalLM model, KvCacheDType dtype, int blocks, int blockSize) : IModelRunner
-    {
-        private readonly PagedKvCache _cache = new(model.CacheLayout, dtype, blocks, blockSize);
-        public Glm.Models.ModelConfig Config => model.Config;
-        public int NumBlocks => _cache.NumBlocks;
-        public int BlockSize => _cache.BlockSize;
-        public long KvBytesPerToken => _cache.BytesPerToken;
-        public KvCacheDType KvDType => dtype;
-        public void Forward(ForwardBatch batch, Span<float> logits) => model.Forward(batch, _cache, logits);
-        public void CopyBlock(int from, int to)
-        {
-            for (int s = 0; s < blockSize; s++) _cache.Store.CopySlot((long)from * blockSize + s, (long)to * blockSize + s);
-        }
-        public void Dispose() => _cache.Dispose();
     }
 
     private static string FindRoot()

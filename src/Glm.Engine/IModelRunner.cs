@@ -1,10 +1,11 @@
 using Glm.Kernels.Attention;
+using Glm.Kernels.Device;
 using Glm.Models;
 using Glm.Models.Architectures;
 
 namespace Glm.Engine;
 
-/// <summary>Runs a step's forward pass on some worker (CPU here; CUDA behind the same contract).</summary>
+/// <summary>Runs a step's forward pass: a model, the worker it was placed on, and one paged KV pool there.</summary>
 public interface IModelRunner : IDisposable
 {
     ModelConfig Config { get; }
@@ -16,39 +17,40 @@ public interface IModelRunner : IDisposable
     void CopyBlock(int from, int to);
 }
 
-/// <summary>The CPU worker: the model's own forward pass over one paged KV pool.</summary>
-public sealed class CpuModelRunner : IModelRunner
+/// <summary>A model plus its worker (CPU, CUDA, …): the worker holds the weights and the KV pool.</summary>
+public sealed class ModelRunner : IModelRunner
 {
     private readonly CausalLM _model;
-    private readonly PagedKvCache _cache;
+    private readonly DeviceKvCache _cache;
+    private readonly bool _ownsModel;
 
-    public CpuModelRunner(CausalLM model, KvCacheDType kvDType, int numBlocks, int blockSize)
+    /// <param name="ownsModel">false when several runners share one loaded model (benchmarks); it is then not disposed here.</param>
+    public ModelRunner(CausalLM model, KvCacheDType kvDType, int numBlocks, int blockSize, bool ownsModel = true)
     {
         _model = model;
-        _cache = new PagedKvCache(model.CacheLayout, kvDType, numBlocks, blockSize);
+        _cache = model.CreateKvCache(kvDType, numBlocks, blockSize);
+        _ownsModel = ownsModel;
     }
 
-    /// <summary>Blocks that fit a byte budget for this model's cache layout and dtype.</summary>
+    /// <summary>Blocks that fit a byte budget for this model's cache layout and dtype (the page format is the same on every worker).</summary>
     public static int BlocksForBudget(CausalLM model, KvCacheDType dtype, int blockSize, long bytes) =>
         (int)Math.Max(1, Math.Min(int.MaxValue, bytes / PagedKvCache.BytesPerBlock(model.CacheLayout, dtype, blockSize)));
 
     public ModelConfig Config => _model.Config;
     public CausalLM Model => _model;
+    public IWorker Worker => _model.Worker;
     public int NumBlocks => _cache.NumBlocks;
     public int BlockSize => _cache.BlockSize;
     public long KvBytesPerToken => _cache.BytesPerToken;
-    public KvCacheDType KvDType => _cache.Store.DType;
+    public KvCacheDType KvDType => _cache.DType;
 
     public void Forward(ForwardBatch batch, Span<float> logits) => _model.Forward(batch, _cache, logits);
 
-    public void CopyBlock(int from, int to)
-    {
-        for (int s = 0; s < _cache.BlockSize; s++) _cache.Store.CopySlot((long)from * _cache.BlockSize + s, (long)to * _cache.BlockSize + s);
-    }
+    public void CopyBlock(int from, int to) => _cache.CopyBlock(from, to);
 
     public void Dispose()
     {
         _cache.Dispose();
-        _model.Dispose();
+        if (_ownsModel) _model.Dispose();
     }
 }

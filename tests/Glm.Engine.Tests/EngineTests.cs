@@ -9,7 +9,7 @@ public class EngineTests
     private static LlmEngine Start(string arch, KvCacheDType kv, bool prefixCaching, int numBlocks = 256, int blockSize = 4, int maxBatchedTokens = 64)
     {
         var model = ModelLoader.Load(Fixtures.Dir(arch));
-        var runner = new CpuModelRunner(model, kv, numBlocks, blockSize);
+        var runner = new ModelRunner(model, kv, numBlocks, blockSize);
         return new LlmEngine(runner, new EngineOptions
         {
             MaxNumSeqs = 16, MaxNumBatchedTokens = maxBatchedTokens, MaxModelLen = 4096, EnablePrefixCaching = prefixCaching,
@@ -125,7 +125,7 @@ public class EngineTests
     public async Task SeveralSequencesAreAdmittedAllOrNone()
     {
         var model = ModelLoader.Load(Fixtures.Dir("glm4_moe"));
-        using var engine = new LlmEngine(new CpuModelRunner(model, KvCacheDType.F32, 256, 4),
+        using var engine = new LlmEngine(new ModelRunner(model, KvCacheDType.F32, 256, 4),
             new EngineOptions { MaxNumSeqs = 1, MaxWaiting = 2, MaxModelLen = 4096 }, e => throw new Xunit.Sdk.XunitException("engine fault: " + e));
         IReadOnlyList<int> prompt = [3, 4, 5];
         var never = Assert.Throws<AdmissionException>(() => engine.SubmitAll([.. Enumerable.Repeat((prompt, Greedy), 4)]));

@@ -1,93 +1,85 @@
 using Glm.Kernels.Attention;
-using Glm.Kernels.Cpu;
+using Glm.Kernels.Device;
 using Glm.Models.Loading;
 
 namespace Glm.Models.Architectures;
 
-/// <summary>A loaded GLM-family model: embeddings, decoder layers, final norm and LM head, over a paged KV cache.</summary>
+/// <summary>
+/// A loaded GLM-family model: embed_tokens, the decoder layers, the final norm and lm_head, over a paged KV
+/// cache. Written once against <see cref="IWorker"/>; the worker it was loaded onto runs every op.
+/// </summary>
 public sealed class CausalLM : IDisposable
 {
-    private readonly WeightMatrix _embed;
+    private readonly DeviceWeight _embedTokens;
     private readonly DecoderLayer[] _layers;
-    private readonly float[] _finalNorm;
-    private readonly WeightMatrix _lmHead;
+    private readonly DeviceVector _norm;
+    private readonly DeviceWeight _lmHead;
     private readonly Checkpoint? _checkpoint;
 
-    internal CausalLM(ModelConfig config, WeightMatrix embed, DecoderLayer[] layers, float[] finalNorm, WeightMatrix lmHead, Checkpoint? checkpoint)
+    internal CausalLM(IWorker worker, ModelConfig config, DeviceWeight embedTokens, DecoderLayer[] layers, DeviceVector norm, DeviceWeight lmHead, Checkpoint? checkpoint)
     {
+        Worker = worker;
         Config = config;
-        _embed = embed;
+        _embedTokens = embedTokens;
         _layers = layers;
-        _finalNorm = finalNorm;
+        _norm = norm;
         _lmHead = lmHead;
         _checkpoint = checkpoint;
         CacheLayout = config.Architecture == Architecture.Glm4MoeLite ? LatentAttention.CacheLayout(config) : GqaAttention.CacheLayout(config);
     }
 
+    public IWorker Worker { get; }
     public ModelConfig Config { get; }
     public KvLayout CacheLayout { get; }
     public int VocabSize => Config.VocabSize;
     public IReadOnlyList<DecoderLayer> Layers => _layers;
-    public WeightMatrix Embedding => _embed;
-    public WeightMatrix LmHead => _lmHead;
+    public DeviceWeight Embedding => _embedTokens;
+    public DeviceWeight LmHead => _lmHead;
+
+    /// <summary>A KV pool for this model on its worker.</summary>
+    public DeviceKvCache CreateKvCache(KvCacheDType dtype, int blocks, int blockSize) => Worker.CreateKvCache(CacheLayout, dtype, blocks, blockSize);
 
     /// <summary>
     /// Runs one step: writes every token's KV into <paramref name="cache"/> and fills <paramref name="logits"/>
     /// with [batch.LogitRows, vocab] (the last token of each sequence, or every token when batch.AllLogits).
     /// </summary>
-    public void Forward(ForwardBatch batch, PagedKvCache cache, Span<float> logits)
+    public void Forward(ForwardBatch batch, DeviceKvCache cache, Span<float> logits)
     {
         if (logits.Length < (long)batch.LogitRows * VocabSize) throw new ArgumentException("logits buffer too small", nameof(logits));
-        var sequences = new AttentionSequence[batch.Sequences.Count];
+        foreach (int id in batch.TokenIds)
+            if ((uint)id >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(batch), $"token id {id} is outside the vocabulary (0..{VocabSize - 1})");
+        var sequences = new StepSequence[batch.Sequences.Count];
         for (int s = 0; s < sequences.Length; s++)
         {
             var seq = batch.Sequences[s];
-            var slots = System.Buffers.ArrayPool<long>.Shared.Rent(seq.ContextLength); // slot of each position; returned below
-            cache.SlotsFor(seq.BlockTable, slots.AsSpan(0, seq.ContextLength));
-            sequences[s] = new AttentionSequence(seq.Start, seq.Count, seq.FirstPosition, slots);
+            sequences[s] = new StepSequence(seq.Start, seq.Count, seq.FirstPosition, seq.BlockTable);
         }
-        try
-        {
-            ForwardLayers(batch, cache, sequences, logits);
-        }
-        finally
-        {
-            foreach (var s in sequences) System.Buffers.ArrayPool<long>.Shared.Return(s.Slots);
-        }
-    }
+        using var step = Worker.PrepareStep(cache, sequences, batch.Positions);
 
-    private void ForwardLayers(ForwardBatch batch, PagedKvCache cache, AttentionSequence[] sequences, Span<float> logits)
-    {
-        int t = batch.TokenCount, h = Config.HiddenSize;
+        using var hiddenStates = Worker.Embedding(_embedTokens, batch.TokenIds);
+        for (int l = 0; l < _layers.Length; l++) _layers[l].Forward(hiddenStates, step, cache, l);
 
-        using var hidden = new Pooled<float>((long)t * h);
-        for (int i = 0; i < t; i++)
-        {
-            int id = batch.TokenIds[i];
-            if ((uint)id >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(batch), $"token id {id} is outside the vocabulary (0..{VocabSize - 1})");
-            _embed.DequantizeRow(id, hidden.Span.Slice(i * h, h));
-        }
-        for (int l = 0; l < _layers.Length; l++) _layers[l].Forward(hidden.Span, batch, sequences, cache.Store, l);
-
-        int rows = batch.LogitRows;
-        using var final = new Pooled<float>((long)rows * h);
-        for (int r = 0; r < rows; r++)
-        {
-            int token = batch.AllLogits ? r : batch.Sequences[r].Start + batch.Sequences[r].Count - 1;
-            RmsNorm.Apply(hidden.Span.Slice(token * h, h), _finalNorm, Config.RmsNormEps, final.Span.Slice(r * h, h));
-        }
-        MatMul.Multiply(_lmHead, final.Span, rows, logits);
+        // Only the rows whose logits are wanted go through the final norm and lm_head.
+        Span<int> rows = batch.LogitRows <= 256 ? stackalloc int[batch.LogitRows] : new int[batch.LogitRows];
+        for (int r = 0; r < rows.Length; r++) rows[r] = batch.AllLogits ? r : batch.Sequences[r].Start + batch.Sequences[r].Count - 1;
+        using var last = Worker.GatherRows(hiddenStates, rows);
+        using var normed = Worker.RmsNorm(last, _norm, Config.RmsNormEps);
+        Worker.LinearToHost(normed, _lmHead, logits);
     }
 
     /// <summary>Every weight matrix once (a tied LM head is the embedding).</summary>
-    public IEnumerable<WeightMatrix> AllWeights()
+    public IEnumerable<DeviceWeight> AllWeights()
     {
-        yield return _embed;
-        if (!ReferenceEquals(_lmHead, _embed)) yield return _lmHead;
+        yield return _embedTokens;
+        if (!ReferenceEquals(_lmHead, _embedTokens)) yield return _lmHead;
         foreach (var layer in _layers)
         {
-            var mlps = layer.Moe is null ? [layer.Mlp!] : layer.Moe.Experts.Append(layer.Moe.Shared);
-            foreach (var l in layer.Attention.Linears.Concat(mlps.SelectMany(m => m.Linears))) yield return l.Weight;
+            foreach (var l in layer.Attention.Linears) yield return l.Weight;
+            var mlps = layer.Moe is null ? [layer.Mlp!] : new[] { layer.Moe.Shared };
+            foreach (var l in mlps.SelectMany(m => m.Linears)) yield return l.Weight;
+            if (layer.Moe is not null)
+                for (int e = 0; e < layer.Moe.Experts.Count; e++)
+                    foreach (var w in layer.Moe.Experts.Of(e)) yield return w;
         }
     }
 
@@ -100,8 +92,9 @@ public sealed class CausalLM : IDisposable
     public void Dispose()
     {
         foreach (var l in _layers) l.Dispose();
-        _embed.Dispose();
-        if (!ReferenceEquals(_lmHead, _embed)) _lmHead.Dispose();
+        _embedTokens.Dispose();
+        if (!ReferenceEquals(_lmHead, _embedTokens)) _lmHead.Dispose();
+        _norm.Dispose();
         _checkpoint?.Dispose();
     }
 }

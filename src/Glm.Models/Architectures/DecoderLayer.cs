@@ -1,5 +1,4 @@
-using Glm.Kernels.Attention;
-using Glm.Kernels.Cpu;
+using Glm.Kernels.Device;
 
 namespace Glm.Models.Architectures;
 
@@ -8,38 +7,38 @@ namespace Glm.Models.Architectures;
 /// before they join the residual; the other architectures leave those null.
 /// </summary>
 public sealed class DecoderLayer(
-    float[] inputNorm, IAttention attention, float[]? postSelfAttnNorm,
-    float[] postAttentionNorm, DenseMlp? mlp, MoeBlock? moe, float[]? postMlpNorm, float eps) : IDisposable
+    IWorker worker, DeviceVector inputLayernorm, IAttention selfAttn, DeviceVector? postSelfAttnLayernorm,
+    DeviceVector postAttentionLayernorm, DenseMlp? mlp, MoeBlock? moe, DeviceVector? postMlpLayernorm, float eps) : IDisposable
 {
-    public IAttention Attention { get; } = attention;
+    public IAttention Attention { get; } = selfAttn;
     public DenseMlp? Mlp { get; } = mlp;
     public MoeBlock? Moe { get; } = moe;
 
-    public void Forward(Span<float> hidden, ForwardBatch batch, AttentionSequence[] sequences, KvStore cache, int layer)
+    /// <summary>Updates the residual stream <paramref name="hiddenStates"/> in place.</summary>
+    public void Forward(Tensor hiddenStates, StepSequences step, DeviceKvCache cache, int layer)
     {
-        int t = batch.TokenCount, h = inputNorm.Length;
-        using var normed = new Pooled<float>((long)t * h);
-        using var branch = new Pooled<float>((long)t * h);
-
-        RmsNorm.ApplyRows(hidden, t, inputNorm, eps, normed.Span);
-        Attention.Forward(normed.Span, batch, sequences, cache, layer, branch.Span);
-        if (postSelfAttnNorm is not null) RmsNorm.ApplyRows(branch.Span, t, postSelfAttnNorm, eps, branch.Span);
-        Add(hidden, branch.Span);
-
-        RmsNorm.ApplyRows(hidden, t, postAttentionNorm, eps, normed.Span);
-        if (Moe is not null) Moe.Forward(normed.Span, t, branch.Span);
-        else Mlp!.Forward(normed.Span, t, branch.Span);
-        if (postMlpNorm is not null) RmsNorm.ApplyRows(branch.Span, t, postMlpNorm, eps, branch.Span);
-        Add(hidden, branch.Span);
+        using (var normed = worker.RmsNorm(hiddenStates, inputLayernorm, eps))
+        using (var attention = Attention.Forward(normed, step, cache, layer))
+        {
+            if (postSelfAttnLayernorm is not null) worker.RmsNormInPlace(attention.WholeRows, postSelfAttnLayernorm, eps);
+            worker.Add(hiddenStates, attention);
+        }
+        using (var normed = worker.RmsNorm(hiddenStates, postAttentionLayernorm, eps))
+        using (var mlpOut = Moe is not null ? Moe.Forward(normed) : Mlp!.Forward(normed))
+        {
+            if (postMlpLayernorm is not null) worker.RmsNormInPlace(mlpOut.WholeRows, postMlpLayernorm, eps);
+            worker.Add(hiddenStates, mlpOut);
+        }
     }
-
-    private static void Add(Span<float> into, ReadOnlySpan<float> x) =>
-        System.Numerics.Tensors.TensorPrimitives.Add(into[..x.Length], x, into);
 
     public void Dispose()
     {
         Attention.Dispose();
         Mlp?.Dispose();
         Moe?.Dispose();
+        inputLayernorm.Dispose();
+        postSelfAttnLayernorm?.Dispose();
+        postAttentionLayernorm.Dispose();
+        postMlpLayernorm?.Dispose();
     }
 }

@@ -1,53 +1,41 @@
-using Glm.Kernels.Cpu;
+using Glm.Kernels.Device;
 
 namespace Glm.Models.Architectures;
 
-/// <summary>down(silu(gate(x)) · up(x)); glm/glm4 store gate and up fused in one matrix (gate rows first).</summary>
+/// <summary>down_proj(act_fn(gate_proj(x)) * up_proj(x)); glm/glm4 store gate and up fused in one gate_up_proj (gate rows first).</summary>
 public sealed class DenseMlp : IDisposable
 {
+    private readonly IWorker _worker;
     private readonly Linear? _gate, _up, _gateUp;
     private readonly Linear _down;
 
-    public DenseMlp(Linear gate, Linear up, Linear down)
+    public DenseMlp(IWorker worker, Linear gate, Linear up, Linear down)
     {
-        _gate = gate;
-        _up = up;
-        _down = down;
+        (_worker, _gate, _up, _down) = (worker, gate, up, down);
         IntermediateSize = gate.OutFeatures;
     }
 
-    public DenseMlp(Linear gateUp, Linear down)
+    public DenseMlp(IWorker worker, Linear gateUp, Linear down)
     {
-        _gateUp = gateUp;
-        _down = down;
+        (_worker, _gateUp, _down) = (worker, gateUp, down);
         IntermediateSize = gateUp.OutFeatures / 2;
     }
 
     public int IntermediateSize { get; }
     public IEnumerable<Linear> Linears => new[] { _gate, _up, _gateUp, _down }.OfType<Linear>();
 
-    public void Forward(ReadOnlySpan<float> x, int rows, Span<float> output)
+    public Tensor Forward(Tensor x)
     {
-        int inter = IntermediateSize;
-        using var gate = new Pooled<float>((long)rows * inter);
-        using var up = new Pooled<float>((long)rows * inter);
         if (_gateUp is not null)
         {
-            using var fused = new Pooled<float>((long)rows * inter * 2);
-            _gateUp.Forward(x, rows, fused.Span);
-            for (int r = 0; r < rows; r++)
-            {
-                fused.Span.Slice(r * 2 * inter, inter).CopyTo(gate.Span.Slice(r * inter, inter));
-                fused.Span.Slice(r * 2 * inter + inter, inter).CopyTo(up.Span.Slice(r * inter, inter));
-            }
+            using var gateUp = _gateUp.Forward(x);
+            using var activated = _worker.SiluMulHalves(gateUp);
+            return _down.Forward(activated);
         }
-        else
-        {
-            _gate!.Forward(x, rows, gate.Span);
-            _up!.Forward(x, rows, up.Span);
-        }
-        Activations.SiluMul(gate.Span, up.Span, gate.Span);
-        _down.Forward(gate.Span, rows, output);
+        using var gate = _gate!.Forward(x);
+        using var up = _up!.Forward(x);
+        _worker.SiluMul(gate, up);
+        return _down.Forward(gate);
     }
 
     public void Dispose()

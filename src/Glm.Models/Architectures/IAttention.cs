@@ -1,11 +1,11 @@
-using Glm.Kernels.Attention;
+using Glm.Kernels.Device;
 
 namespace Glm.Models.Architectures;
 
 public interface IAttention : IDisposable
 {
-    /// <summary>Writes this step's keys and values into the cache and the attention output (after o_proj).</summary>
-    void Forward(ReadOnlySpan<float> x, ForwardBatch batch, AttentionSequence[] sequences, KvStore cache, int layer, Span<float> output);
+    /// <summary>Writes this step's keys and values into the cache; returns the attention output (after o_proj).</summary>
+    Tensor Forward(Tensor hiddenStates, StepSequences step, DeviceKvCache cache, int layer);
 
     IEnumerable<Linear> Linears { get; }
 }

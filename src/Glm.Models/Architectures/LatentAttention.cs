@@ -1,5 +1,6 @@
 using Glm.Kernels.Attention;
 using Glm.Kernels.Cpu;
+using Glm.Kernels.Device;
 
 namespace Glm.Models.Architectures;
 
@@ -11,48 +12,52 @@ namespace Glm.Models.Architectures;
 public sealed class LatentAttention : IAttention
 {
     /// <summary>transformers builds q_a_layernorm and kv_a_layernorm with the RMSNorm default eps, not the config's.</summary>
-    private const float LatentNormEps = 1e-6f;
+    public const float LatentNormEps = 1e-6f;
 
+    private readonly IWorker _worker;
     private readonly Linear? _qA, _qProj;
-    private readonly float[]? _qANorm;
+    private readonly DeviceVector? _qANorm;
     private readonly Linear _qB, _kvA, _kvB, _o;
-    private readonly float[] _kvANorm;
+    private readonly DeviceVector _kvANorm;
     private readonly Rope _rope;
     private readonly int _heads, _nope, _ropeDim, _vDim, _rank, _qHeadDim;
-    /// <summary>Each head's no-RoPE key block of kv_b_proj, transposed: row h·rank + j holds W_kb[h][:, j].</summary>
-    private readonly WeightMatrix _kbTransposed;
+    /// <summary>Each head's no-RoPE key block of kv_b_proj, transposed at load (see <see cref="TransposeKeyBlocks"/>).</summary>
+    private readonly DeviceWeight _kbTransposed;
 
-    public LatentAttention(Linear? qA, float[]? qANorm, Linear qB, Linear kvA, float[] kvANorm, Linear kvB, Linear o, Rope rope, ModelConfig c, bool qIsDirect)
+    public LatentAttention(IWorker worker, Linear? qA, DeviceVector? qANorm, Linear qB, Linear kvA, DeviceVector kvANorm, Linear kvB,
+        DeviceWeight kbTransposed, Linear o, Rope rope, ModelConfig c, bool qIsDirect)
     {
+        _worker = worker;
         if (qIsDirect) _qProj = qB; else { _qA = qA; _qANorm = qANorm; }
-        (_qB, _kvA, _kvANorm, _kvB, _o, _rope) = (qB, kvA, kvANorm, kvB, o, rope);
+        (_qB, _kvA, _kvANorm, _kvB, _kbTransposed, _o, _rope) = (qB, kvA, kvANorm, kvB, kbTransposed, o, rope);
         _heads = c.NumHeads;
         _nope = c.QkNopeHeadDim;
         _ropeDim = c.QkRopeHeadDim;
         _vDim = c.VHeadDim;
         _rank = c.KvLoraRank;
         _qHeadDim = _nope + _ropeDim;
-        _kbTransposed = TransposeKeyBlocks(kvB.Weight);
     }
 
     /// <summary>
-    /// Built once at load so absorbing a query is a dot product per output rather than a dequantized row per
-    /// input; BF16 when kv_b is BF16 (exactly representable), float32 otherwise.
+    /// Row h·rank + j holds W_kb[h][:, j], so absorbing a query is a dot product per output rather than a
+    /// dequantized row per input. Built once on the host at load, from kv_b_proj as stored; BF16 when kv_b is
+    /// BF16 (exactly representable), float32 otherwise.
     /// </summary>
-    private WeightMatrix TransposeKeyBlocks(WeightMatrix kvB)
+    public static WeightMatrix TransposeKeyBlocks(WeightMatrix kvB, ModelConfig c)
     {
-        var transposed = new float[(long)_heads * _rank * _nope];
-        var row = new float[_rank];
-        for (int h = 0; h < _heads; h++)
-            for (int d = 0; d < _nope; d++)
+        int heads = c.NumHeads, rank = c.KvLoraRank, nope = c.QkNopeHeadDim, vDim = c.VHeadDim;
+        var transposed = new float[(long)heads * rank * nope];
+        var row = new float[rank];
+        for (int h = 0; h < heads; h++)
+            for (int d = 0; d < nope; d++)
             {
-                kvB.DequantizeRow(h * (_nope + _vDim) + d, row);
-                for (int j = 0; j < _rank; j++) transposed[((long)h * _rank + j) * _nope + d] = row[j];
+                kvB.DequantizeRow(h * (nope + vDim) + d, row);
+                for (int j = 0; j < rank; j++) transposed[((long)h * rank + j) * nope + d] = row[j];
             }
-        if (kvB is not Bf16Matrix) return new F32Matrix(transposed, _heads * _rank, _nope);
+        if (kvB is not Bf16Matrix) return new F32Matrix(transposed, heads * rank, nope);
         var bits = new ushort[transposed.Length];
         Glm.Kernels.Formats.BFloat16.FromFloat(transposed, bits);
-        return Bf16Matrix.FromArray(bits, _heads * _rank, _nope);
+        return Bf16Matrix.FromArray(bits, heads * rank, nope);
     }
 
     public IEnumerable<Linear> Linears => new[] { _qA, _qB, _kvA, _kvB, _o }.OfType<Linear>();
@@ -60,71 +65,48 @@ public sealed class LatentAttention : IAttention
     public static KvLayout CacheLayout(ModelConfig c) =>
         new(c.NumLayers, 1, c.KvLoraRank + c.QkRopeHeadDim, c.KvLoraRank, ValueIsKeyPrefix: true);
 
-    public void Forward(ReadOnlySpan<float> x, ForwardBatch batch, AttentionSequence[] sequences, KvStore cache, int layer, Span<float> output)
+    public Tensor Forward(Tensor hiddenStates, StepSequences step, DeviceKvCache cache, int layer)
     {
-        int t = batch.TokenCount, qw = _heads * _qHeadDim, latentW = _rank + _ropeDim;
-        using var q = new Pooled<float>((long)t * qw);
-        if (_qProj is not null)
-        {
-            _qProj.Forward(x, t, q.Span);
-        }
-        else
-        {
-            using var qa = new Pooled<float>((long)t * _qA!.OutFeatures);
-            _qA.Forward(x, t, qa.Span);
-            RmsNorm.ApplyRows(qa.Span, t, _qANorm!, LatentNormEps, qa.Span);
-            _qB.Forward(qa.Span, t, q.Span);
-        }
-        using var latent = new Pooled<float>((long)t * latentW);
-        _kvA.Forward(x, t, latent.Span);
+        int t = hiddenStates.Rows, latentWidth = _rank + _ropeDim;
+        using var query = QueryStates(hiddenStates);
+        var queryHeads = query.Heads(_heads, _qHeadDim);
 
-        Span<float> ropeScratch = stackalloc float[_rope.ScratchLength];
-        using var qLatentBuffer = new Pooled<float>((long)t * _heads * latentW); // per head: [absorbed no-RoPE query (rank) | roped query (rope dims)]
-        var qLatent = qLatentBuffer.Array;
-        for (int i = 0; i < t; i++)
-        {
-            var li = latent.Span.Slice(i * latentW, latentW);
-            RmsNorm.Apply(li[.._rank], _kvANorm, LatentNormEps, li[.._rank]);
-            _rope.Apply(li[_rank..], 1, _ropeDim, batch.Positions[i], ropeScratch);
-            for (int h = 0; h < _heads; h++)
-            {
-                var qh = q.Span.Slice(i * qw + h * _qHeadDim, _qHeadDim);
-                _rope.Apply(qh[_nope..], 1, _ropeDim, batch.Positions[i], ropeScratch);
-                var dst = qLatent.AsSpan((i * _heads + h) * latentW, latentW);
-                RowsTimesVector(_kbTransposed, h * _rank, _rank, qh[.._nope], dst[.._rank]);
-                qh[_nope..].CopyTo(dst[_rank..]);
-            }
-        }
-        foreach (var s in sequences)
-            for (int i = 0; i < s.Count; i++)
-                cache.Write(layer, s.Slots[s.FirstPosition + i], latent.Span.Slice((s.Start + i) * latentW, latentW), default);
+        // compressed_kv = kv_a_proj_with_mqa(x): [kv_lora (normalised) | k_rot (roped)], cached as it is.
+        using var latent = _kvA.Forward(hiddenStates);
+        var latentKv = latent.Heads(1, latentWidth);
+        _worker.RmsNormInPlace(latentKv.Slice(0, _rank), _kvANorm, LatentNormEps);
+        _worker.Rope(latentKv.Slice(_rank, _ropeDim), _rope, step);
+        _worker.Rope(queryHeads.Slice(_nope, _ropeDim), _rope, step);
 
-        using var latentOutBuffer = new Pooled<float>((long)t * _heads * _rank);
-        var latentOut = latentOutBuffer.Array;
-        PagedAttention.Forward(cache, layer, sequences, qLatent, _heads, latentW, _heads, 1f / MathF.Sqrt(_qHeadDim), latentOut, _rank);
+        // Per head, the query in latent space: [q_nope absorbed through W_kb (rank) | q_rot (rope dims)].
+        using var queryLatent = _worker.Empty(t, _heads * latentWidth);
+        var queryLatentHeads = queryLatent.Heads(_heads, latentWidth);
+        _worker.HeadsTimesWeight(_kbTransposed, _rank, 0, queryHeads.Slice(0, _nope), queryLatentHeads.Slice(0, _rank));
+        _worker.Copy(queryHeads.Slice(_nope, _ropeDim), queryLatentHeads.Slice(_rank, _ropeDim));
 
-        using var attn = new Pooled<float>((long)t * _heads * _vDim);
-        for (int i = 0; i < t; i++)
-            for (int h = 0; h < _heads; h++)
-                RowsTimesVector(_kvB.Weight, h * (_nope + _vDim) + _nope, _vDim, latentOut.AsSpan((i * _heads + h) * _rank, _rank),
-                    attn.Span.Slice((i * _heads + h) * _vDim, _vDim));
-        _o.Forward(attn.Span, t, output);
+        _worker.WriteKv(cache, layer, step, latent, null);
+        using var latentOutput = _worker.PagedAttention(cache, layer, step, queryLatent, _heads, latentWidth, _heads, 1f / MathF.Sqrt(_qHeadDim), _rank);
+
+        // Expand each head's latent output through its value block of kv_b_proj, then o_proj.
+        using var attention = _worker.Empty(t, _heads * _vDim);
+        _worker.HeadsTimesWeight(_kvB.Weight, _nope + _vDim, _nope, latentOutput.Heads(_heads, _rank), attention.Heads(_heads, _vDim));
+        return _o.Forward(attention);
     }
 
-    /// <summary>
-    /// y[j] = row(first + j) · x for <paramref name="count"/> consecutive rows, in one call, so a format that
-    /// prepares its activations (Int4 quantizes them to int8) does so once for the head rather than once per row.
-    /// The arithmetic per element is that of <see cref="WeightMatrix.DotRow"/>.
-    /// </summary>
-    private static unsafe void RowsTimesVector(WeightMatrix w, int first, int count, ReadOnlySpan<float> x, Span<float> y)
+    /// <summary>q_proj(x), or q_b_proj(q_a_layernorm(q_a_proj(x))) when the checkpoint has a q LoRA.</summary>
+    private Tensor QueryStates(Tensor hiddenStates)
     {
-        fixed (float* px = x) fixed (float* py = y)
-            w.MultiplyRows(px, 1, py - first, w.Rows, first, first + count); // MultiplyRows writes y[n] for rows n
+        if (_qProj is not null) return _qProj.Forward(hiddenStates);
+        using var compressed = _qA!.Forward(hiddenStates);
+        _worker.RmsNormInPlace(compressed.WholeRows, _qANorm!, LatentNormEps);
+        return _qB.Forward(compressed);
     }
 
     public void Dispose()
     {
         foreach (var l in Linears) l.Dispose();
         _kbTransposed.Dispose();
+        _qANorm?.Dispose();
+        _kvANorm.Dispose();
     }
 }

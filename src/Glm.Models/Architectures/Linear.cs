@@ -1,16 +1,20 @@
-using Glm.Kernels.Cpu;
+using Glm.Kernels.Device;
 
 namespace Glm.Models.Architectures;
 
-/// <summary>y = x·Wᵀ + b over a batch of rows.</summary>
-public sealed class Linear(WeightMatrix weight, float[]? bias) : IDisposable
+/// <summary>nn.Linear: y = x·Wᵀ + b, with W placed on the model's worker in whatever format it was stored.</summary>
+public sealed class Linear(IWorker worker, DeviceWeight weight, DeviceVector? bias) : IDisposable
 {
-    public WeightMatrix Weight { get; } = weight;
-    public float[]? Bias { get; } = bias;
+    public DeviceWeight Weight { get; } = weight;
+    public DeviceVector? Bias { get; } = bias;
     public int InFeatures => Weight.Cols;
     public int OutFeatures => Weight.Rows;
 
-    public void Forward(ReadOnlySpan<float> x, int rows, Span<float> y) => MatMul.Multiply(Weight, x, rows, y, Bias);
+    public Tensor Forward(Tensor x) => worker.Linear(x, Weight, Bias);
 
-    public void Dispose() => Weight.Dispose();
+    public void Dispose()
+    {
+        Weight.Dispose();
+        Bias?.Dispose();
+    }
 }

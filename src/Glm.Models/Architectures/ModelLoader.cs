@@ -1,20 +1,27 @@
 using Glm.Kernels.Cpu;
+using Glm.Kernels.Device;
+using Glm.Kernels.Device.Cpu;
 using Glm.Models.Loading;
 
 namespace Glm.Models.Architectures;
 
-/// <summary>Builds a <see cref="CausalLM"/> from a model directory, checking every tensor's name and shape up front.</summary>
+/// <summary>
+/// Builds a <see cref="CausalLM"/> from a model directory, checking every tensor's name and shape up front. Each
+/// weight is built on the host in its stored (or quantized) format, then placed on the worker, once.
+/// </summary>
 public static class ModelLoader
 {
     /// <param name="progress">called after each decoder layer with (layers done, layers in all)</param>
-    public static CausalLM Load(string directory, Func<Checkpoint, WeightBuilder>? builderFactory = null, Action<string>? log = null, Action<int, int>? progress = null)
+    /// <param name="worker">where the model runs; the CPU worker when null</param>
+    public static CausalLM Load(string directory, Func<Checkpoint, WeightBuilder>? builderFactory = null, Action<string>? log = null, Action<int, int>? progress = null,
+        IWorker? worker = null)
     {
         var config = ModelConfig.Load(directory);
         var checkpoint = new Checkpoint(directory);
         try
         {
             var builder = builderFactory?.Invoke(checkpoint) ?? new WeightBuilder(checkpoint);
-            var model = Build(config, builder, progress);
+            var model = new Placer(worker ?? CpuWorker.Instance, config, builder).Build(progress);
             var unused = checkpoint.Unused();
             if (unused.Count > 0)
                 log?.Invoke($"Skipped {unused.Count} checkpoint tensors the forward pass does not use (e.g. {string.Join(", ", unused.Take(3))}).");
@@ -27,93 +34,116 @@ public static class ModelLoader
         }
     }
 
-    private static CausalLM Build(ModelConfig c, WeightBuilder b, Action<int, int>? progress)
+    /// <summary>Reads each module's tensors through the builder and places them on the worker.</summary>
+    private sealed class Placer(IWorker worker, ModelConfig c, WeightBuilder b)
     {
-        int h = c.HiddenSize;
-        var embed = b.Matrix("model.embed_tokens", c.VocabSize, h);
-        bool tied = c.TieWordEmbeddings || !b.Checkpoint.Contains("lm_head.weight");
-        var lmHead = tied ? embed : b.Matrix("lm_head", c.VocabSize, h);
-        var layers = new DecoderLayer[c.NumLayers];
-        for (int i = 0; i < c.NumLayers; i++)
-        {
-            layers[i] = BuildLayer(c, b, i);
-            progress?.Invoke(i + 1, c.NumLayers);
-        }
-        return new CausalLM(c, embed, layers, b.Vector("model.norm.weight", h), lmHead, b.Checkpoint);
-    }
+        private DeviceWeight Matrix(string prefix, int rows, int cols) => worker.Place(b.Matrix(prefix, rows, cols));
+        private DeviceVector Vector(string name, int length) => worker.Place(b.Vector(name, length));
+        private DeviceVector? OptionalVector(string name, int length) => b.OptionalVector(name, length) is { } v ? worker.Place(v) : null;
 
-    private static Linear Linear(WeightBuilder b, string prefix, int outF, int inF, bool bias) =>
-        new(b.Matrix(prefix, outF, inF), bias ? b.Vector(prefix + ".bias", outF) : null);
+        private Linear Linear(string prefix, int outF, int inF, bool bias) =>
+            new(worker, Matrix(prefix, outF, inF), bias ? Vector(prefix + ".bias", outF) : null);
 
-    private static DecoderLayer BuildLayer(ModelConfig c, WeightBuilder b, int i)
-    {
-        string p = $"model.layers.{i}";
-        int h = c.HiddenSize;
-        IAttention attention = c.Architecture == Architecture.Glm4MoeLite ? BuildLatentAttention(c, b, p) : BuildGqaAttention(c, b, p);
-
-        DenseMlp? mlp = null;
-        MoeBlock? moe = null;
-        if (c.SparseLayers[i])
+        public CausalLM Build(Action<int, int>? progress)
         {
-            var router = new MoeRouter(
-                b.Checkpoint.ReadFloats($"{p}.mlp.gate.weight", c.NumRoutedExperts, h),
-                b.OptionalVector($"{p}.mlp.gate.e_score_correction_bias", c.NumRoutedExperts), c);
-            var experts = new DenseMlp[c.NumRoutedExperts];
-            for (int e = 0; e < experts.Length; e++) experts[e] = SplitMlp(b, $"{p}.mlp.experts.{e}", h, c.MoeIntermediateSize);
-            var shared = SplitMlp(b, $"{p}.mlp.shared_experts", h, c.MoeIntermediateSize * c.NumSharedExperts);
-            moe = new MoeBlock(router, experts, shared, h);
-        }
-        else if (c.Architecture is Architecture.Glm or Architecture.Glm4)
-        {
-            mlp = new DenseMlp(Linear(b, $"{p}.mlp.gate_up_proj", 2 * c.IntermediateSize, h, false), Linear(b, $"{p}.mlp.down_proj", h, c.IntermediateSize, false));
-        }
-        else
-        {
-            mlp = SplitMlp(b, $"{p}.mlp", h, c.IntermediateSize);
+            int h = c.HiddenSize;
+            var embed = Matrix("model.embed_tokens", c.VocabSize, h);
+            bool tied = c.TieWordEmbeddings || !b.Checkpoint.Contains("lm_head.weight");
+            var lmHead = tied ? embed : Matrix("lm_head", c.VocabSize, h);
+            var layers = new DecoderLayer[c.NumLayers];
+            for (int i = 0; i < c.NumLayers; i++)
+            {
+                layers[i] = Layer(i);
+                progress?.Invoke(i + 1, c.NumLayers);
+            }
+            return new CausalLM(worker, c, embed, layers, Vector("model.norm.weight", h), lmHead, b.Checkpoint);
         }
 
-        bool glm4 = c.Architecture == Architecture.Glm4;
-        return new DecoderLayer(
-            b.Vector($"{p}.input_layernorm.weight", h), attention,
-            glm4 ? b.Vector($"{p}.post_self_attn_layernorm.weight", h) : null,
-            b.Vector($"{p}.post_attention_layernorm.weight", h), mlp, moe,
-            glm4 ? b.Vector($"{p}.post_mlp_layernorm.weight", h) : null,
-            c.RmsNormEps);
-    }
-
-    private static DenseMlp SplitMlp(WeightBuilder b, string p, int hidden, int inter) =>
-        new(Linear(b, $"{p}.gate_proj", inter, hidden, false), Linear(b, $"{p}.up_proj", inter, hidden, false), Linear(b, $"{p}.down_proj", hidden, inter, false));
-
-    private static GqaAttention BuildGqaAttention(ModelConfig c, WeightBuilder b, string p)
-    {
-        int h = c.HiddenSize, qw = c.NumHeads * c.HeadDim, kw = c.NumKvHeads * c.HeadDim;
-        var layout = c.Architecture == Architecture.Glm4Moe ? RopeLayout.HalfSplit : RopeLayout.Interleaved;
-        return new GqaAttention(
-            Linear(b, $"{p}.self_attn.q_proj", qw, h, c.AttentionBias),
-            Linear(b, $"{p}.self_attn.k_proj", kw, h, c.AttentionBias),
-            Linear(b, $"{p}.self_attn.v_proj", kw, h, c.AttentionBias),
-            Linear(b, $"{p}.self_attn.o_proj", h, qw, false),
-            c.UseQkNorm ? b.Vector($"{p}.self_attn.q_norm.weight", c.HeadDim) : null,
-            c.UseQkNorm ? b.Vector($"{p}.self_attn.k_norm.weight", c.HeadDim) : null,
-            new Rope(c.RotaryDim, c.RopeTheta, layout, c.Bf16RopeFrequencies), c);
-    }
-
-    private static LatentAttention BuildLatentAttention(ModelConfig c, WeightBuilder b, string p)
-    {
-        int h = c.HiddenSize, qHead = c.QkNopeHeadDim + c.QkRopeHeadDim;
-        var rope = new Rope(c.QkRopeHeadDim, c.RopeTheta, c.RopeInterleave ? RopeLayout.InterleavedToHalf : RopeLayout.HalfSplit, c.Bf16RopeFrequencies);
-        var kvA = Linear(b, $"{p}.self_attn.kv_a_proj_with_mqa", c.KvLoraRank + c.QkRopeHeadDim, h, c.AttentionBias);
-        var kvANorm = b.Vector($"{p}.self_attn.kv_a_layernorm.weight", c.KvLoraRank);
-        var kvB = Linear(b, $"{p}.self_attn.kv_b_proj", c.NumHeads * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank, false);
-        var o = Linear(b, $"{p}.self_attn.o_proj", h, c.NumHeads * c.VHeadDim, c.AttentionBias);
-        if (c.QLoraRank is int rank)
+        private DecoderLayer Layer(int i)
         {
-            var qA = Linear(b, $"{p}.self_attn.q_a_proj", rank, h, c.AttentionBias);
-            var qANorm = b.Vector($"{p}.self_attn.q_a_layernorm.weight", rank);
-            var qB = Linear(b, $"{p}.self_attn.q_b_proj", c.NumHeads * qHead, rank, false);
-            return new LatentAttention(qA, qANorm, qB, kvA, kvANorm, kvB, o, rope, c, qIsDirect: false);
+            string p = $"model.layers.{i}";
+            int h = c.HiddenSize;
+            IAttention attention = c.Architecture == Architecture.Glm4MoeLite ? LatentAttention(p) : GqaAttention(p);
+
+            DenseMlp? mlp = null;
+            MoeBlock? moe = null;
+            if (c.SparseLayers[i])
+            {
+                if (c.NumRoutedExperts % c.NumGroups != 0)
+                    throw new ModelLoadException($"n_routed_experts {c.NumRoutedExperts} is not divisible by n_group {c.NumGroups}.");
+                var gate = new MoeGate(
+                    worker.Place(b.Checkpoint.ReadFloats($"{p}.mlp.gate.weight", c.NumRoutedExperts, h)),
+                    OptionalVector($"{p}.mlp.gate.e_score_correction_bias", c.NumRoutedExperts),
+                    c.NumRoutedExperts, h, c.NumExpertsPerToken, c.NumGroups, c.TopkGroup, c.NormTopkProb, c.RoutedScalingFactor);
+                int n = c.NumRoutedExperts, inter = c.MoeIntermediateSize;
+                var gates = new DeviceWeight[n];
+                var ups = new DeviceWeight[n];
+                var downs = new DeviceWeight[n];
+                for (int e = 0; e < n; e++)
+                {
+                    string ep = $"{p}.mlp.experts.{e}";
+                    gates[e] = Matrix($"{ep}.gate_proj", inter, h);
+                    ups[e] = Matrix($"{ep}.up_proj", inter, h);
+                    downs[e] = Matrix($"{ep}.down_proj", h, inter);
+                }
+                var shared = SplitMlp($"{p}.mlp.shared_experts", h, c.MoeIntermediateSize * c.NumSharedExperts);
+                moe = new MoeBlock(worker, gate, new ExpertSet(gates, ups, downs), shared);
+            }
+            else if (c.Architecture is Architecture.Glm or Architecture.Glm4)
+            {
+                mlp = new DenseMlp(worker, Linear($"{p}.mlp.gate_up_proj", 2 * c.IntermediateSize, h, false), Linear($"{p}.mlp.down_proj", h, c.IntermediateSize, false));
+            }
+            else
+            {
+                mlp = SplitMlp($"{p}.mlp", h, c.IntermediateSize);
+            }
+
+            bool glm4 = c.Architecture == Architecture.Glm4;
+            return new DecoderLayer(worker,
+                Vector($"{p}.input_layernorm.weight", h), attention,
+                glm4 ? Vector($"{p}.post_self_attn_layernorm.weight", h) : null,
+                Vector($"{p}.post_attention_layernorm.weight", h), mlp, moe,
+                glm4 ? Vector($"{p}.post_mlp_layernorm.weight", h) : null,
+                c.RmsNormEps);
         }
-        var q = Linear(b, $"{p}.self_attn.q_proj", c.NumHeads * qHead, h, false);
-        return new LatentAttention(null, null, q, kvA, kvANorm, kvB, o, rope, c, qIsDirect: true);
+
+        private DenseMlp SplitMlp(string p, int hidden, int inter) =>
+            new(worker, Linear($"{p}.gate_proj", inter, hidden, false), Linear($"{p}.up_proj", inter, hidden, false), Linear($"{p}.down_proj", hidden, inter, false));
+
+        private GqaAttention GqaAttention(string p)
+        {
+            int h = c.HiddenSize, qw = c.NumHeads * c.HeadDim, kw = c.NumKvHeads * c.HeadDim;
+            var layout = c.Architecture == Architecture.Glm4Moe ? RopeLayout.HalfSplit : RopeLayout.Interleaved;
+            return new GqaAttention(worker,
+                Linear($"{p}.self_attn.q_proj", qw, h, c.AttentionBias),
+                Linear($"{p}.self_attn.k_proj", kw, h, c.AttentionBias),
+                Linear($"{p}.self_attn.v_proj", kw, h, c.AttentionBias),
+                Linear($"{p}.self_attn.o_proj", h, qw, false),
+                c.UseQkNorm ? Vector($"{p}.self_attn.q_norm.weight", c.HeadDim) : null,
+                c.UseQkNorm ? Vector($"{p}.self_attn.k_norm.weight", c.HeadDim) : null,
+                new Rope(c.RotaryDim, c.RopeTheta, layout, c.Bf16RopeFrequencies), c);
+        }
+
+        private LatentAttention LatentAttention(string p)
+        {
+            int h = c.HiddenSize, qHead = c.QkNopeHeadDim + c.QkRopeHeadDim;
+            var rope = new Rope(c.QkRopeHeadDim, c.RopeTheta, c.RopeInterleave ? RopeLayout.InterleavedToHalf : RopeLayout.HalfSplit, c.Bf16RopeFrequencies);
+            var kvA = Linear($"{p}.self_attn.kv_a_proj_with_mqa", c.KvLoraRank + c.QkRopeHeadDim, h, c.AttentionBias);
+            var kvANorm = Vector($"{p}.self_attn.kv_a_layernorm.weight", c.KvLoraRank);
+            // kv_b_proj is built on the host first: the absorbed key blocks are a transposed copy of it.
+            var kvBHost = b.Matrix($"{p}.self_attn.kv_b_proj", c.NumHeads * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank);
+            var kbTransposed = worker.Place(Architectures.LatentAttention.TransposeKeyBlocks(kvBHost, c));
+            var kvB = new Linear(worker, worker.Place(kvBHost), null);
+            var o = Linear($"{p}.self_attn.o_proj", h, c.NumHeads * c.VHeadDim, c.AttentionBias);
+            if (c.QLoraRank is int rank)
+            {
+                var qA = Linear($"{p}.self_attn.q_a_proj", rank, h, c.AttentionBias);
+                var qANorm = Vector($"{p}.self_attn.q_a_layernorm.weight", rank);
+                var qB = Linear($"{p}.self_attn.q_b_proj", c.NumHeads * qHead, rank, false);
+                return new Architectures.LatentAttention(worker, qA, qANorm, qB, kvA, kvANorm, kvB, kbTransposed, o, rope, c, qIsDirect: false);
+            }
+            var q = Linear($"{p}.self_attn.q_proj", c.NumHeads * qHead, h, false);
+            return new Architectures.LatentAttention(worker, null, null, q, kvA, kvANorm, kvB, kbTransposed, o, rope, c, qIsDirect: true);
+        }
     }
 }

@@ -1,5 +1,6 @@
 using Glm.Kernels.Attention;
 using Glm.Kernels.Cpu;
+using Glm.Kernels.Device;
 using Glm.Models.Architectures;
 
 namespace Glm.Models.Inference;
@@ -11,7 +12,7 @@ namespace Glm.Models.Inference;
 public sealed class SequenceRunner : IDisposable
 {
     private readonly CausalLM _model;
-    private readonly PagedKvCache _cache;
+    private readonly DeviceKvCache _cache;
     private readonly List<int> _blocks = [];
     private int _length;
 
@@ -19,7 +20,7 @@ public sealed class SequenceRunner : IDisposable
     {
         _model = model;
         int blocks = (maxTokens + blockSize - 1) / blockSize;
-        _cache = new PagedKvCache(model.CacheLayout, kvDType, Math.Max(blocks, 1), blockSize);
+        _cache = model.CreateKvCache(kvDType, Math.Max(blocks, 1), blockSize);
         for (int b = 0; b < blocks; b++) _blocks.Add(b);
     }
 

@@ -52,7 +52,10 @@ public sealed class ModelHost : IDisposable
         log.Information("Loading {Model} from {Directory}", o.ModelName, dir);
         var policy = QuantizationPolicy.Resolve(o.Quantization);
         QuantizingWeightBuilder? builder = null;
-        var model = ModelLoader.Load(dir, ckpt => builder = new QuantizingWeightBuilder(ckpt, policy) { Int4Activations = o.ResolveInt4Activations() }, m => log.Information("{Message}", m), LoadProgress(log));
+        // --device cpu (the only worker built so far; ServerOptions refuses cuda with the reason).
+        Glm.Kernels.Device.IWorker worker = Glm.Kernels.Device.Cpu.CpuWorker.Instance;
+        var model = ModelLoader.Load(dir, ckpt => builder = new QuantizingWeightBuilder(ckpt, policy) { Int4Activations = o.ResolveInt4Activations() },
+            m => log.Information("{Message}", m), LoadProgress(log), worker);
         log.Information("Quantization policy {Policy}; Int4 weights meet {Activations} activations", policy.Describe(), o.Int4Activations);
         foreach (var line in builder!.Summary()) log.Information("  {Line}", line);
         var config = model.Config;
@@ -67,13 +70,13 @@ public sealed class ModelHost : IDisposable
         int maxModelLen = Math.Min(o.MaxModelLen ?? config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
         long bytesPerBlock = PagedKvCache.BytesPerBlock(model.CacheLayout, kvDType, o.BlockSize);
         long budget = o.KvCacheMemory ?? DefaultKvBudget(bytesPerBlock, o, maxModelLen);
-        int blocks = CpuModelRunner.BlocksForBudget(model, kvDType, o.BlockSize, budget);
+        int blocks = ModelRunner.BlocksForBudget(model, kvDType, o.BlockSize, budget);
         if ((long)blocks * o.BlockSize < maxModelLen)
         {
             log.Warning("The KV pool holds {Tokens} tokens, fewer than max-model-len {MaxLen}; lowering max-model-len", (long)blocks * o.BlockSize, maxModelLen);
             maxModelLen = blocks * o.BlockSize;
         }
-        var runner = new CpuModelRunner(model, kvDType, blocks, o.BlockSize);
+        var runner = new ModelRunner(model, kvDType, blocks, o.BlockSize);
         var engine = new LlmEngine(runner, new EngineOptions
         {
             MaxNumSeqs = o.MaxNumSeqs,
@@ -84,8 +87,8 @@ public sealed class ModelHost : IDisposable
         }, e => log.Error(e, "Engine step failed; the affected requests were aborted"));
 
         var bytes = model.WeightBytesByFormat();
-        log.Information("Model {Architecture}: {Params:N0} parameters, {Layers} layers, hidden {Hidden}, vocab {Vocab}; weights {Weights} in {Seconds:F1}s",
-            config.ArchitectureName, model.ParameterCount(), config.NumLayers, config.HiddenSize, config.VocabSize,
+        log.Information("Model {Architecture} on the {Worker} worker: {Params:N0} parameters, {Layers} layers, hidden {Hidden}, vocab {Vocab}; weights {Weights} in {Seconds:F1}s",
+            config.ArchitectureName, worker.Name, model.ParameterCount(), config.NumLayers, config.HiddenSize, config.VocabSize,
             string.Join(", ", bytes.Select(kv => $"{kv.Key} {kv.Value / 1048576.0:F1} MiB")), started.Elapsed.TotalSeconds);
         log.Information("KV cache: {Blocks} blocks x {BlockSize} tokens = {Tokens:N0} tokens, {DType}, {PerToken} bytes/token/layer, {MiB:F1} MiB; max-model-len {MaxLen}",
             blocks, o.BlockSize, (long)blocks * o.BlockSize, kvDType.Name(), runner.KvBytesPerToken / Math.Max(1, config.NumLayers),
