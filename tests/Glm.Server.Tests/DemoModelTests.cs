@@ -70,7 +70,7 @@ public class DemoModelTests(DemoServer server) : IClassFixture<DemoServer>
         if (greedy.Contains("<tool_call>"))
         {
             Assert.Equal(ChatFinishReason.ToolCalls, completion.FinishReason);
-            var (_, calls) = Glm.Text.Parsing.ToolCallParser.ParseComplete(greedy[(greedy.IndexOf("</think>") + 1)..], Glm.Text.Parsing.ToolSchemas.Empty);
+            var (_, _, calls) = Glm.Text.Parsing.GlmOutputParser.ParseComplete(greedy[(greedy.IndexOf("</think>") + 1)..], Glm.Text.Parsing.ToolSchemas.Empty, parseReasoning: false);
             Assert.Equal(calls.Count, completion.ToolCalls.Count);
             for (int i = 0; i < calls.Count; i++)
             {
@@ -194,5 +194,25 @@ public class DemoModelTests(DemoServer server) : IClassFixture<DemoServer>
             Assert.DoesNotContain("\"index\":1,\"id\"", text);
             Assert.Contains("\"finish_reason\":\"tool_calls\"", text);
         }
+    }
+
+    /// <summary>A forced call cut off by max_tokens is no call: its text is content and the finish reason is length.</summary>
+    [Fact]
+    public async Task ACallCutOffByMaxTokensIsContentNotAnEmptyCall()
+    {
+        using var response = await server.Http.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = "glm-demo", temperature = 0, max_tokens = 5,
+            messages = new[] { new { role = "user", content = "What's the weather in Lisbon?" } },
+            tools = new[] { JsonDocument.Parse(WeatherTool).RootElement }, tool_choice = "required",
+            chat_template_kwargs = new { enable_thinking = false },
+        });
+        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.True(response.IsSuccessStatusCode, body.ToString());
+        var choice = body.GetProperty("choices")[0];
+        Assert.Equal("length", choice.GetProperty("finish_reason").GetString());
+        var message = choice.GetProperty("message");
+        Assert.Equal(0, message.GetProperty("tool_calls").GetArrayLength());
+        Assert.StartsWith("<tool_call>", message.GetProperty("content").GetString());
     }
 }

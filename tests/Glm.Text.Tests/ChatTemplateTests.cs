@@ -28,6 +28,22 @@ public class ChatTemplateTests
         Assert.Equal(c.GetProperty("prompt_ids").EnumerateArray().Select(x => x.GetInt32()), tokenizer.Encode(prompt));
     }
 
+    /// <summary>Earlier thinking sent back as "reasoning" renders exactly as when sent as "reasoning_content" (vLLM #27703).</summary>
+    [Fact]
+    public void ReasoningSentBackAsReasoningReachesTheTemplate()
+    {
+        var template = ChatTemplateLoader.Load(Dir).Template!;
+        string Render(string field) => template.Render(ChatMessages.Variables(JsonDocument.Parse("""
+            [{"role": "user", "content": "Weather in Oslo?"},
+             {"role": "assistant", "content": "", "FIELD": "I should call get_weather.",
+              "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+             {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
+            """.Replace("FIELD", field)).RootElement, null, addGenerationPrompt: true));
+        string withReasoning = Render("reasoning");
+        Assert.Contains("<think>I should call get_weather.</think>", withReasoning);
+        Assert.Equal(Render("reasoning_content"), withReasoning);
+    }
+
     /// <summary>The fixture stores tool-call arguments as mappings; an OpenAI client sends them as JSON strings.</summary>
     private static JsonElement OpenAiStyle(JsonElement messages)
     {

@@ -14,8 +14,9 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
     {
         public required int Index;
         public required TextStream Stream;
-        public ReasoningParser? Reasoning;
-        public ToolCallParser? Tools;
+        public required GlmOutputParser Parser;
+        public required ToolSchemas Schemas;
+        public bool ReportsReasoning;
         public readonly StringBuilder Content = new();
         public readonly StringBuilder ReasoningText = new();
         /// <summary>Whitespace-only content held until real text follows (dropped if the turn ends in tool calls).</summary>
@@ -69,7 +70,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         }
         bool parseTools = tools is not null && toolChoice != "none" && host.Options.ToolCallParser is not null;
         bool parseReasoning = host.Options.ReasoningParser is not null;
-        bool promptOpenedThink = ReasoningParser.PromptOpensThink(ChatPrompt.Visible(prompt));
+        bool promptOpenedThink = GlmOutputParser.PromptOpensThink(ChatPrompt.Visible(prompt));
         bool returnTokenIds = r.Bool("return_token_ids") ?? false;
 
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
@@ -81,8 +82,9 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         {
             Index = i,
             Stream = new TextStream(model.Engine, model.Tokenizer, seq, sampling.Stop, sampling.SkipSpecialTokens, sampling.IncludeStopInOutput),
-            Reasoning = parseReasoning ? new ReasoningParser(promptOpenedThink) : null,
-            Tools = parseTools ? new ToolCallParser(schemas) : null,
+            Parser = new GlmOutputParser(schemas, parseReasoning, parseTools, promptOpenedThink),
+            Schemas = schemas,
+            ReportsReasoning = parseReasoning,
             MaxToolCalls = parallelToolCalls ? int.MaxValue : 1,
         }).ToList();
         using var abortOnExit = new Endpoints.AbortOnExit(model.Engine, sequences);
@@ -97,7 +99,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
             foreach (var c in choices)
                 await sse.Send(Chunk(c.Index, new { role = "assistant", content = "" }, null, null), ct);
 
-        await Task.WhenAll(choices.Select(c => RunChoice(c, sse, Chunk, model, timer, ct)));
+        await Task.WhenAll(choices.Select(c => RunChoice(c, sse, Chunk, model, timer, log, ct)));
 
         int completionTokens = choices.Sum(c => c.Stream.CompletionTokens);
         var seq0 = choices[0].Stream.Sequence;
@@ -143,7 +145,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
             ["role"] = "assistant",
             ["content"] = c.Calls.Count > 0 && content.Length == 0 ? null : content,
         };
-        if (c.Reasoning is not null)
+        if (c.ReportsReasoning)
         {
             string reasoning = c.ReasoningText.ToString();
             m["reasoning_content"] = reasoning.Length > 0 ? reasoning : null;
@@ -154,7 +156,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
     }
 
     private static async Task RunChoice(Choice c, SseWriter? sse, Func<int, object, object?, string?, object> chunk, ServedModel model,
-        EngineMetrics.RequestTimer timer, CancellationToken ct)
+        EngineMetrics.RequestTimer timer, Serilog.ILogger log, CancellationToken ct)
     {
         await foreach (var piece in c.Stream.Run(ct))
         {
@@ -167,7 +169,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
                 lp = new { content = new[] { entry } };
             }
             var deltas = new List<Dictionary<string, object?>>();
-            Route(c, piece.Text, deltas, final: piece.FinishReason is not null);
+            Route(c, piece.Text, deltas, final: piece.FinishReason is not null, log);
             if (piece.FinishReason is not null)
             {
                 c.Finish = piece.FinishReason == "stop" && c.Calls.Count > 0 ? "tool_calls" : piece.FinishReason;
@@ -183,37 +185,19 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         }
     }
 
-    /// <summary>Sends text through the reasoning parser, then the tool parser, collecting the deltas to stream.</summary>
-    private static void Route(Choice c, string text, List<Dictionary<string, object?>> deltas, bool final)
+    /// <summary>Sends text through the output parser, collecting the deltas to stream.</summary>
+    private static void Route(Choice c, string text, List<Dictionary<string, object?>> deltas, bool final, Serilog.ILogger log)
     {
-        var (reasoning, content) = ("", text);
-        if (c.Reasoning is not null)
-        {
-            var d = c.Reasoning.Push(text);
-            (reasoning, content) = (d.Reasoning, d.Content);
-            if (final)
-            {
-                var f = c.Reasoning.Finish();
-                reasoning += f.Reasoning;
-                content += f.Content;
-            }
-        }
-        if (reasoning.Length > 0)
-        {
-            c.ReasoningText.Append(reasoning);
-            deltas.Add(new() { ["reasoning_content"] = reasoning, ["reasoning"] = reasoning });
-        }
-        if (c.Tools is null)
-        {
-            if (content.Length > 0) { c.Content.Append(content); deltas.Add(new() { ["content"] = content }); }
-            return;
-        }
-        var events = c.Tools.Push(content);
-        if (final) events.AddRange(c.Tools.Finish());
+        var events = c.Parser.Push(text);
+        if (final) events.AddRange(c.Parser.Finish());
         foreach (var e in events)
         {
             switch (e)
             {
+                case ReasoningEvent r:
+                    c.ReasoningText.Append(r.Text);
+                    deltas.Add(new() { ["reasoning_content"] = r.Text, ["reasoning"] = r.Text });
+                    break;
                 case ContentEvent ce:
                     string text2 = c.HeldWhitespace + ce.Text;
                     if (text2.Trim().Length == 0) { c.HeldWhitespace = text2; break; }
@@ -225,6 +209,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
                 case ToolCallArgumentsEvent a2 when a2.Index >= c.MaxToolCalls:
                     break;
                 case ToolCallStartEvent s:
+                    if (!c.Schemas.HasTool(s.Name)) log.Warning("The model called '{Name}', which is not among the request's tools; returned as called", s.Name);
                     deltas.Add(new() { ["tool_calls"] = new[] { new { index = s.Index, id = s.Id, type = "function", function = new { name = s.Name, arguments = "" } } } });
                     break;
                 case ToolCallArgumentsEvent a:
@@ -233,7 +218,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
             }
         }
         c.Calls.Clear();
-        c.Calls.AddRange(c.Tools.Calls.Take(c.MaxToolCalls));
+        c.Calls.AddRange(c.Parser.Calls.Take(c.MaxToolCalls));
         if (final && c.HeldWhitespace.Length > 0 && c.Calls.Count == 0)
         {
             c.Content.Append(c.HeldWhitespace);

@@ -49,6 +49,10 @@ public static class ChatMessages
 
     private static Dictionary<string, object?> PrepareMessage(Dictionary<string, object?> message)
     {
+        // Earlier thinking sent back as "reasoning" (vLLM's newer name) reaches the template as reasoning_content,
+        // which is what templates that replay thinking (GLM-4.7's preserved thinking) read (vLLM #27703).
+        if (message.GetValueOrDefault("reasoning") is string reasoning && message.GetValueOrDefault("reasoning_content") is not string)
+            message["reasoning_content"] = reasoning;
         if (message.GetValueOrDefault("tool_calls") is List<object?> calls)
             foreach (var call in calls.OfType<Dictionary<string, object?>>())
             {
