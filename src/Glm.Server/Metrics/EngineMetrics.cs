@@ -78,6 +78,7 @@ public sealed class EngineMetrics
         private long _last;
 
         public double? TimeToFirstToken { get; private set; }
+        public double Elapsed => System.Diagnostics.Stopwatch.GetElapsedTime(_start).TotalSeconds;
 
         public void Token()
         {
