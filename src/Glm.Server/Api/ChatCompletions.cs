@@ -35,7 +35,7 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         {
             if (sse is null) return;
             object? lp = step.Piece.Logprob is null ? null : new { content = new[] { LogprobFormat.ChatEntry(model.Tokenizer, step.Piece) } };
-            var deltas = step.Deltas.Select(Delta).ToList();
+            var deltas = step.Deltas.Select(Delta).OfType<Dictionary<string, object?>>().ToList();
             if (deltas.Count == 0 && (lp is not null || step.Finish is not null)) deltas.Add(new Dictionary<string, object?>());
             for (int i = 0; i < deltas.Count; i++)
             {
@@ -79,13 +79,14 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
         await ctx.Response.WriteAsync(Json.Serialize(body), ct);
     }
 
-    private static Dictionary<string, object?> Delta(TurnDelta d) => d switch
+    /// <summary>A turn delta as OpenAI's chunk delta; null for those OpenAI streams nothing for (a call's end is implied).</summary>
+    private static Dictionary<string, object?>? Delta(TurnDelta d) => d switch
     {
         ReasoningDelta r => new() { ["reasoning_content"] = r.Text, ["reasoning"] = r.Text },
         ContentDelta c => new() { ["content"] = c.Text },
         ToolCallStarted s => new() { ["tool_calls"] = new[] { new { index = s.Index, id = s.Id, type = "function", function = new { name = s.Name, arguments = "" } } } },
         ToolCallArgumentsDelta a => new() { ["tool_calls"] = new[] { new { index = a.Index, function = new { arguments = a.Delta } } } },
-        _ => throw new InvalidOperationException($"unknown delta {d}"),
+        _ => null,
     };
 
     private static Dictionary<string, object?> Message(TurnChoice c)

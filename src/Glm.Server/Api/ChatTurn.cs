@@ -15,6 +15,10 @@ public sealed record ContentDelta(string Text) : TurnDelta;
 public sealed record ToolCallStarted(int Index, string Id, string Name) : TurnDelta;
 /// <summary>Part of a call's arguments JSON; a call's parts concatenate to its final arguments.</summary>
 public sealed record ToolCallArgumentsDelta(int Index, string Delta) : TurnDelta;
+/// <summary>The call closed: its final form (front ends that cannot retract a partial call send it whole here).</summary>
+public sealed record ToolCallFinished(int Index, ParsedToolCall Call) : TurnDelta;
+/// <summary>The call never closed: it is no call, and its text follows as content.</summary>
+public sealed record ToolCallAbandoned(int Index) : TurnDelta;
 
 /// <summary>What one generated token changed: its deltas, and the finish when the choice ends with it.</summary>
 /// <param name="Finish">stop, length, tool_calls or abort; null until the choice ends</param>
@@ -192,6 +196,14 @@ public sealed class ChatTurn : IDisposable
                     break;
                 case ToolCallStartEvent s when s.Index >= c.MaxToolCalls:
                 case ToolCallArgumentsEvent a2 when a2.Index >= c.MaxToolCalls:
+                case ToolCallEndEvent e2 when e2.Index >= c.MaxToolCalls:
+                case ToolCallAbandonedEvent x2 when x2.Index >= c.MaxToolCalls:
+                    break;
+                case ToolCallEndEvent end:
+                    deltas.Add(new ToolCallFinished(end.Index, end.Call));
+                    break;
+                case ToolCallAbandonedEvent abandoned:
+                    deltas.Add(new ToolCallAbandoned(abandoned.Index));
                     break;
                 case ToolCallStartEvent s:
                     if (!_schemas.HasTool(s.Name)) _log.Warning("The model called '{Name}', which is not among the request's tools; returned as called", s.Name);

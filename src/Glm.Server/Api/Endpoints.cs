@@ -17,7 +17,7 @@ public static class Endpoints
     public static void CheckModelName(RequestReader r, ServedModel model)
     {
         string name = r.RequiredString("model");
-        if (name != model.Name)
+        if (!model.Names.Contains(name))
             throw new ApiException(404, $"The model `{name}` does not exist.", "model", "model_not_found", "invalid_request_error");
     }
 

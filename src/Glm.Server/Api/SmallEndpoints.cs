@@ -10,15 +10,20 @@ public static class SmallEndpoints
     public static object Models(ModelHost host)
     {
         var m = Endpoints.RequireModel(host);
-        return new
-        {
-            @object = "list",
-            data = new[]
-            {
-                new { id = m.Name, @object = "model", created = m.Created, owned_by = "glm-server", root = m.Directory, max_model_len = m.MaxModelLen, description = m.Description },
-            },
-        };
+        return new { @object = "list", data = m.Names.Select(n => ModelCard(m, n)).ToArray() };
     }
+
+    /// <summary>GET /v1/models/{id}: one model card, or 404 in the API's shape.</summary>
+    public static object Model(ModelHost host, string id)
+    {
+        var m = Endpoints.RequireModel(host);
+        if (!m.Names.Contains(id)) throw new ApiException(404, $"The model `{id}` does not exist.", "model", "model_not_found");
+        return ModelCard(m, id);
+    }
+
+    // root names what is served (a repository id or the directory's name), never the server's file-system path.
+    private static object ModelCard(ServedModel m, string id) =>
+        new { id, @object = "model", created = m.Created, owned_by = "glm-server", root = m.Root, parent = (string?)null, max_model_len = m.MaxModelLen, description = m.Description };
 
     public static async Task Tokenize(HttpContext ctx, ModelHost host)
     {

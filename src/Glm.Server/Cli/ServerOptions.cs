@@ -28,6 +28,8 @@ public sealed class ServerOptions
     public int? Threads { get; set; }
     public int MaxQueueLength { get; set; } = 256;
     public int ShutdownGraceSeconds { get; set; } = 30;
+    /// <summary>GLM_ALLOW_LONG_MAX_MODEL_LEN=1: a --max-model-len above the model's max_position_embeddings is served (vLLM's VLLM_ALLOW_LONG_MAX_MODEL_LEN).</summary>
+    public bool AllowLongMaxModelLen { get; set; }
     /// <summary>--user-content-special-tokens: "text" (default) tokenizes user and tool contents as plain text; "parse" matches control tokens in them too.</summary>
     public string UserContentSpecialTokens { get; set; } = "text";
     public bool LiteralThirdPartyContent => UserContentSpecialTokens == "text";
@@ -59,7 +61,16 @@ public sealed class ServerOptions
     public static string EmbeddedModelDirectory => Path.Combine(AppContext.BaseDirectory, "models", "glm-demo");
 
     public string ModelDirectory => Model ?? EmbeddedModelDirectory;
-    public string ModelName => ServedModelName ?? (Model is null ? "glm-demo"
+    /// <summary>
+    /// Every name the model answers to: --served-model-name takes a comma-separated list (vLLM takes several names
+    /// too), so an agent that insists on its own model name (Claude Code's, say) can be served under it.
+    /// The first is the primary name, reported in responses.
+    /// </summary>
+    public IReadOnlyList<string> ModelNames => ServedModelName is { } names
+        ? names.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } list ? list : [names]
+        : [ModelName];
+
+    public string ModelName => ServedModelName is { } served ? served.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? served : (Model is null ? "glm-demo"
         : Hub.HubDownloader.LooksLikeRepoId(Model) ? Model : Path.GetFileName(Path.TrimEndingDirectorySeparator(Model)));
 
     /// <summary>
@@ -260,6 +271,7 @@ public sealed class ServerOptions
         if (long.TryParse(Env("GLM_KV_CACHE_MEMORY"), out long kvBytes)) KvCacheMemory = kvBytes;
         if (int.TryParse(Env("GLM_THREADS"), out int threads)) Threads = threads;
         if (Env("GLM_DEVICE") is { } device) Device = device;
+        AllowLongMaxModelLen = Env("GLM_ALLOW_LONG_MAX_MODEL_LEN") is "1" or "true" or "TRUE" or "yes";
         if (Env("GLM_USER_CONTENT_SPECIAL_TOKENS") is { } special) UserContentSpecialTokens = special;
         if (Env("GLM_ALLOWED_HOSTS") is { } hosts) AllowedHosts = ListValue(hosts);
         if (Env("GLM_ALLOWED_ORIGINS") is { } origins) AllowedOrigins = ListValue(origins);

@@ -67,7 +67,17 @@ public sealed class ModelHost : IDisposable
         var settings = ChatTemplateLoader.Load(tokenizerDir);
 
         var kvDType = o.ResolveKvDType();
-        int maxModelLen = Math.Min(o.MaxModelLen ?? config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
+        int maxModelLen = o.MaxModelLen ?? config.MaxPositionEmbeddings;
+        if (maxModelLen > config.MaxPositionEmbeddings)
+        {
+            // As vLLM: past the trained positions RoPE extrapolates and quality drops, so it takes an explicit opt-in.
+            if (!o.AllowLongMaxModelLen)
+                throw new Cli.CliException($"--max-model-len {maxModelLen} exceeds the model's max_position_embeddings {config.MaxPositionEmbeddings}; " +
+                    "set GLM_ALLOW_LONG_MAX_MODEL_LEN=1 to serve it anyway (positions past the trained length may degrade the output)");
+            log.Warning("max-model-len {MaxLen} exceeds max_position_embeddings {Trained} (GLM_ALLOW_LONG_MAX_MODEL_LEN=1): positions past {Trained} may degrade the output",
+                maxModelLen, config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
+        }
+        log.Information("max-model-len {MaxLen} ({Source})", maxModelLen, o.MaxModelLen is null ? "the model's max_position_embeddings" : "--max-model-len");
         long bytesPerBlock = PagedKvCache.BytesPerBlock(model.CacheLayout, kvDType, o.BlockSize);
         long budget = o.KvCacheMemory ?? DefaultKvBudget(bytesPerBlock, o, maxModelLen);
         int blocks = ModelRunner.BlocksForBudget(model, kvDType, o.BlockSize, budget);
@@ -101,6 +111,8 @@ public sealed class ModelHost : IDisposable
         return new ServedModel(o.ModelName, dir, config, tokenizer, settings, engine, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), description)
         {
             LiteralThirdPartyContent = o.LiteralThirdPartyContent,
+            Names = o.ModelNames,
+            Root = o.Model is null ? "glm-demo" : Hub.HubDownloader.LooksLikeRepoId(o.Model) ? o.Model : Path.GetFileName(Path.TrimEndingDirectorySeparator(o.Model)),
         };
     }
 

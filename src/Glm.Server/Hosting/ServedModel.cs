@@ -20,5 +20,9 @@ public sealed class ServedModel(string name, string directory, ModelConfig confi
     public string Description { get; } = description;
     /// <summary>User and tool message contents are tokenized as plain text (their "&lt;|user|&gt;" is characters, not a turn).</summary>
     public bool LiteralThirdPartyContent { get; init; } = true;
+    /// <summary>All names requests may use for this model (the first is <see cref="Name"/>).</summary>
+    public IReadOnlyList<string> Names { get; init; } = [name];
+    /// <summary>What is served, as /v1/models reports it: a repository id or the model directory's name.</summary>
+    public string Root { get; init; } = name;
     public int MaxModelLen => (int)Math.Min(Engine.Options.MaxModelLen, Engine.CapacityTokens);
 }

@@ -50,8 +50,10 @@ public static class ServerApp
             string path = ctx.Request.Path.Value ?? "";
             if (options.ApiKey is { Length: > 0 } key && path is not ("/health" or "/live" or "/metrics"))
             {
+                // OpenAI clients send Authorization: Bearer; Anthropic clients send x-api-key.
                 string? auth = ctx.Request.Headers.Authorization;
-                string? presented = auth is not null && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? auth[7..].Trim() : null;
+                string? presented = auth is not null && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? auth[7..].Trim()
+                    : ctx.Request.Headers["x-api-key"].FirstOrDefault()?.Trim();
                 if (!Endpoints.KeyMatches(presented, key))
                 {
                     await ErrorResponses.Write(ctx, 401, "Incorrect API key provided.", "invalid_request_error", null, "invalid_api_key");
@@ -73,9 +75,14 @@ public static class ServerApp
 
         var chat = new ChatCompletions(host, metrics, log);
         var completions = new Completions(host, metrics, log);
+        var messages = new AnthropicMessages(host, metrics, log);
+        // Anthropic's SDKs add ?beta=true for beta features; the query string does not change the route.
+        app.MapPost("/v1/messages", Handler(messages.Handle)).WithName("CreateMessage").Accepts<object>("application/json");
+        app.MapPost("/v1/messages/count_tokens", Handler(messages.CountTokens)).WithName("CountMessageTokens").Accepts<object>("application/json");
         app.MapPost("/v1/chat/completions", Handler(chat.Handle)).WithName("CreateChatCompletion").Accepts<ChatCompletionRequestSchema>("application/json");
         app.MapPost("/v1/completions", Handler(completions.Handle)).WithName("CreateCompletion").Accepts<CompletionRequestSchema>("application/json");
         app.MapGet("/v1/models", () => Results.Json(SmallEndpoints.Models(host), Json.Options)).WithName("ListModels");
+        app.MapGet("/v1/models/{**id}", (string id) => Results.Json(SmallEndpoints.Model(host, id), Json.Options)).WithName("RetrieveModel");
         app.MapPost("/tokenize", Handler(ctx => SmallEndpoints.Tokenize(ctx, host))).WithName("Tokenize").Accepts<TokenizeRequestSchema>("application/json");
         app.MapPost("/detokenize", Handler(ctx => SmallEndpoints.Detokenize(ctx, host))).WithName("Detokenize").Accepts<DetokenizeRequestSchema>("application/json");
         app.MapGet("/health", () => SmallEndpoints.Health(host)).WithName("Health");
@@ -148,7 +155,10 @@ public static class ServerApp
                 await ErrorResponses.Write(ctx, status, message, type, param, code, CancellationToken.None);
                 return;
             }
-            if (ctx.Response.ContentType?.StartsWith("text/event-stream") == true)
+            if (ctx.Response.ContentType?.StartsWith("text/event-stream") != true) return;
+            if (ErrorResponses.IsAnthropic(ctx))
+                await ctx.Response.WriteAsync("event: error\ndata: " + Json.Serialize(ErrorResponses.AnthropicBody(status, message)) + "\n\n", CancellationToken.None);
+            else
                 await ctx.Response.WriteAsync("data: " + Json.Serialize(ErrorResponses.Body(message, type, param, code)) + "\n\ndata: [DONE]\n\n", CancellationToken.None);
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
