@@ -76,6 +76,8 @@ public static class ServerApp
         var chat = new ChatCompletions(host, metrics, log);
         var completions = new Completions(host, metrics, log);
         var messages = new AnthropicMessages(host, metrics, log);
+        var responses = new OpenAiResponses(host, metrics, log);
+        app.MapPost("/v1/responses", Handler(responses.Handle)).WithName("CreateResponse").Accepts<object>("application/json");
         // Anthropic's SDKs add ?beta=true for beta features; the query string does not change the route.
         app.MapPost("/v1/messages", Handler(messages.Handle)).WithName("CreateMessage").Accepts<object>("application/json");
         app.MapPost("/v1/messages/count_tokens", Handler(messages.CountTokens)).WithName("CountMessageTokens").Accepts<object>("application/json");
