@@ -33,7 +33,9 @@ public static class Program
             .MinimumLevel.Information()
             .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
             .MinimumLevel.Override("Microsoft.Hosting.Lifetime", LogEventLevel.Information)
-            .WriteTo.Console(standardErrorFromLevel: verb == "serve" ? null : LogEventLevel.Verbose)
+            .Enrich.FromLogContext() // the request id of the request a line is about
+            .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}]{RequestIdTag} {Message:lj}{NewLine}{Exception}",
+                standardErrorFromLevel: verb == "serve" ? null : LogEventLevel.Verbose)
             .CreateLogger();
         try
         {

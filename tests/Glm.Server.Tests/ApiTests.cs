@@ -213,11 +213,52 @@ public class ApiTests(ChatFixtureServer server) : IClassFixture<ChatFixtureServe
     [Fact]
     public async Task CompletionsEchoAndLogprobs()
     {
-        using var r = await server.Http.PostAsJsonAsync("/v1/completions", new { model = server.Name, prompt = "Hello", max_tokens = 3, temperature = 0, ignore_eos = true, echo = true, logprobs = 2 });
+        // With echo, the prompt's tokens come first: the first has no logprob (null), the rest their logprob given
+        // what precedes them; text_offset gives each token's start in the returned text.
+        using var r = await server.Http.PostAsJsonAsync("/v1/completions", new { model = server.Name, prompt = "Hello there, friend", max_tokens = 3, temperature = 0, ignore_eos = true, echo = true, logprobs = 2 });
         var json = await r.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.True(r.IsSuccessStatusCode, json.ToString());
         var choice = json.GetProperty("choices")[0];
-        Assert.StartsWith("Hello", choice.GetProperty("text").GetString());
-        Assert.Equal(3, choice.GetProperty("logprobs").GetProperty("token_logprobs").GetArrayLength());
-        foreach (var lp in choice.GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray()) Assert.True(lp.GetDouble() <= 0);
+        string text = choice.GetProperty("text").GetString()!;
+        Assert.StartsWith("Hello there, friend", text);
+        var lp = choice.GetProperty("logprobs");
+        int promptTokens = json.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        var logprobs = lp.GetProperty("token_logprobs").EnumerateArray().ToList();
+        Assert.Equal(promptTokens + 3, logprobs.Count);
+        Assert.Equal(JsonValueKind.Null, logprobs[0].ValueKind);
+        Assert.All(logprobs.Skip(1), x => Assert.True(x.GetDouble() <= 0));
+        var tokens = lp.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!).ToList();
+        var offsets = lp.GetProperty("text_offset").EnumerateArray().Select(o => o.GetInt32()).ToList();
+        Assert.Equal(0, offsets[0]);
+        for (int i = 0; i < tokens.Count; i++) Assert.Equal(tokens[i], text.Substring(offsets[i], tokens[i].Length));
+        Assert.Equal(2, lp.GetProperty("top_logprobs")[1].EnumerateObject().Count());
+
+        // The prompt logprob of a token equals the logprob it had when it was generated.
+        using var first = await server.Http.PostAsJsonAsync("/v1/completions", new { model = server.Name, prompt = "Hello there, friend", max_tokens = 1, temperature = 0, logprobs = 0, return_token_ids = true });
+        var f = (await first.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("choices")[0];
+        double generated = f.GetProperty("logprobs").GetProperty("token_logprobs")[0].GetDouble();
+        var promptIds = f.GetProperty("prompt_token_ids").EnumerateArray().Select(x => x.GetInt32()).Append(f.GetProperty("token_ids")[0].GetInt32()).ToArray();
+        using var second = await server.Http.PostAsJsonAsync("/v1/completions", new { model = server.Name, prompt = promptIds, max_tokens = 1, echo = true, logprobs = 0 });
+        var s2 = (await second.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("choices")[0].GetProperty("logprobs").GetProperty("token_logprobs");
+        Assert.Equal(generated, s2[promptIds.Length - 1].GetDouble(), 3);
+    }
+
+    [Fact]
+    public async Task RequestIdsAreEchoedAndModelsAreListedWithoutPaths()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/models");
+        request.Headers.Add("X-Request-Id", "trace-123");
+        using var r = await server.Http.SendAsync(request);
+        Assert.Equal("trace-123", r.Headers.GetValues("X-Request-Id").Single());
+        var models = await r.Content.ReadFromJsonAsync<JsonElement>();
+        string root = models.GetProperty("data")[0].GetProperty("root").GetString()!;
+        Assert.DoesNotContain("/", root);
+        using var generated = await server.Http.GetAsync("/v1/models");
+        Assert.Equal(32, generated.Headers.GetValues("X-Request-Id").Single().Length);
+        using var one = await server.Http.GetAsync($"/v1/models/{server.Name}");
+        Assert.Equal(server.Name, (await one.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString());
+        using var missing = await server.Http.GetAsync("/v1/models/gpt-9");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        Assert.Equal("model_not_found", (await missing.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
     }
 }

@@ -35,33 +35,60 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
         var streams = sequences.Select((seq, k) => (Index: k, Prompt: wanted[k].Prompt,
             Stream: new TextStream(model.Engine, model.Tokenizer, seq, requests[wanted[k].Prompt].Stop, requests[wanted[k].Prompt].SkipSpecialTokens, requests[wanted[k].Prompt].IncludeStopInOutput))).ToList();
 
+        // echo with logprobs: each prompt token's logprob under the tokens before it (the first has none), as OpenAI's
+        // legacy API reports them. One extra forward over each prompt, on the worker the engine uses.
+        var promptLogprobs = echo && logprobs is int k0
+            ? await Task.WhenAll(prompts.Select(p => Task.Run(() => PromptLogprobs(model, p, k0, ct), ct)))
+            : null;
+
         var sse = stream ? new SseWriter(ctx.Response) : null;
         var results = await Task.WhenAll(streams.Select(async s =>
         {
             var text = new System.Text.StringBuilder();
-            var tokens = new List<int>();
+            var tokens = new List<string>();
+            var tokenIds = new List<int>();
             var tokenLogprobs = new List<float?>();
             var tops = new List<Dictionary<string, float>?>();
+            var offsets = new List<int>();
+            int offset = 0;
             string finish = "length";
             string? echoText = echo ? model.Tokenizer?.Decode(prompts[s.Prompt]) ?? "" : null;
-            if (echoText is not null) text.Append(echoText);
+            if (echoText is not null)
+            {
+                text.Append(echoText);
+                if (promptLogprobs is not null)
+                    foreach (var (tokenText, lp, top) in promptLogprobs[s.Prompt])
+                    {
+                        tokens.Add(tokenText);
+                        tokenLogprobs.Add(lp);
+                        tops.Add(top);
+                        offsets.Add(offset);
+                        offset += tokenText.Length;
+                    }
+                offset = echoText.Length;
+            }
             if (sse is not null && echoText is { Length: > 0 })
-                await sse.Send(Chunk(id, created, model.Name, s.Index, echoText, null, null), ct);
+                await sse.Send(Chunk(id, created, model.Name, s.Index, echoText, null,
+                    promptLogprobs is null ? null : new { tokens = tokens.ToArray(), token_logprobs = tokenLogprobs.ToArray(), top_logprobs = tops.ToArray(), text_offset = offsets.ToArray() }), ct);
             await foreach (var piece in s.Stream.Run(ct))
             {
-                if (piece.Token >= 0) { tokens.Add(piece.Token); timer.Token(); }
+                if (piece.Token >= 0) { tokenIds.Add(piece.Token); timer.Token(); }
                 if (piece.Logprob is not null)
                 {
+                    string tokenText = LogprobFormat.TokenText(model.Tokenizer, piece.Token);
+                    tokens.Add(tokenText);
                     tokenLogprobs.Add(piece.Logprob);
                     tops.Add(piece.TopLogprobs?.GroupBy(t => LogprobFormat.TokenText(model.Tokenizer, t.Token)).ToDictionary(g => g.Key, g => g.First().Logprob));
+                    offsets.Add(offset);
+                    offset += tokenText.Length;
                 }
                 text.Append(piece.Text);
                 if (piece.FinishReason is not null) finish = piece.FinishReason;
                 if (sse is not null && (piece.Text.Length > 0 || piece.FinishReason is not null))
                     await sse.Send(Chunk(id, created, model.Name, s.Index, piece.Text, piece.FinishReason,
-                        piece.Logprob is null ? null : new { tokens = new[] { LogprobFormat.TokenText(model.Tokenizer, piece.Token) }, token_logprobs = new[] { piece.Logprob }, top_logprobs = new[] { tops[^1] } }), ct);
+                        piece.Logprob is null ? null : new { tokens = new[] { tokens[^1] }, token_logprobs = new[] { piece.Logprob }, top_logprobs = new[] { tops[^1] }, text_offset = new[] { offsets[^1] } }), ct);
             }
-            return (s.Index, s.Prompt, Text: text.ToString(), Tokens: tokens, Finish: finish, Logprobs: tokenLogprobs, Tops: tops);
+            return (s.Index, s.Prompt, Text: text.ToString(), TokenIds: tokenIds, Tokens: tokens, Finish: finish, Logprobs: tokenLogprobs, Tops: tops, Offsets: offsets);
         }));
 
         int promptTokens = prompts.Sum(p => p.Length);
@@ -85,13 +112,14 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
                 text = x.Text,
                 logprobs = logprobs is null ? null : new
                 {
-                    tokens = x.Tokens.Select(t => LogprobFormat.TokenText(model.Tokenizer, t)).ToArray(),
+                    tokens = x.Tokens,
                     token_logprobs = x.Logprobs,
                     top_logprobs = x.Tops,
+                    text_offset = x.Offsets,
                 },
                 finish_reason = x.Finish,
                 prompt_token_ids = returnTokenIds ? prompts[x.Prompt] : null,
-                token_ids = returnTokenIds ? x.Tokens : null,
+                token_ids = returnTokenIds ? x.TokenIds : null,
             }).ToArray(),
             usage,
         };
@@ -104,6 +132,26 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
         id, @object = "text_completion", created, model,
         choices = new[] { new { index, text, logprobs, finish_reason = finish } },
     };
+
+    /// <summary>Each prompt token's text, logprob given the tokens before it (null for the first) and its top alternatives.</summary>
+    private static List<(string Text, float? Logprob, Dictionary<string, float>? Top)> PromptLogprobs(ServedModel model, int[] prompt, int top, CancellationToken ct)
+    {
+        var runner = (Engine.ModelRunner)model.Engine.Runner;
+        using var sequence = new Glm.Models.Inference.SequenceRunner(runner.Model, prompt.Length, runner.KvDType);
+        var logits = sequence.Feed(prompt, allLogits: true);
+        ct.ThrowIfCancellationRequested();
+        int vocab = model.Config.VocabSize;
+        var result = new List<(string, float?, Dictionary<string, float>?)> { (LogprobFormat.TokenText(model.Tokenizer, prompt[0]), null, null) };
+        for (int p = 1; p < prompt.Length; p++)
+        {
+            int at = (p - 1) * vocab;
+            double lse = Glm.Kernels.Cpu.Activations.LogSumExp(logits.AsSpan(at, vocab));
+            Dictionary<string, float>? best = top == 0 ? null : Enumerable.Range(0, vocab).OrderByDescending(i => logits[at + i]).Take(top)
+                .GroupBy(i => LogprobFormat.TokenText(model.Tokenizer, i)).ToDictionary(g => g.Key, g => (float)(logits[at + g.First()] - lse));
+            result.Add((LogprobFormat.TokenText(model.Tokenizer, prompt[p]), (float?)(float)(logits[at + prompt[p]] - lse), best));
+        }
+        return result;
+    }
 
     /// <summary>A string, an array of token ids, or a list of either.</summary>
     private static List<int[]> ParsePrompts(RequestReader r, ServedModel model, CancellationToken ct)

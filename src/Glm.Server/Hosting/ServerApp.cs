@@ -41,6 +41,7 @@ public static class ServerApp
         builder.Services.AddSingleton(metrics);
         var app = builder.Build();
 
+        app.Use(TagRequest);
         app.Use((ctx, next) => HandleErrors(ctx, next, host, log));
         var allowedHosts = options.EffectiveAllowedHosts();
         if (allowedHosts is not null) app.Use((ctx, next) => CheckHost(ctx, next, allowedHosts));
@@ -167,6 +168,20 @@ public static class ServerApp
         {
             // The connection is gone; there is nobody left to tell.
         }
+    }
+
+    /// <summary>
+    /// X-Request-Id: the client's (when it is a plain token of up to 128 characters) or a new one, echoed on the
+    /// response and carried by every log line written while the request is served.
+    /// </summary>
+    private static async Task TagRequest(HttpContext ctx, RequestDelegate next)
+    {
+        string? given = ctx.Request.Headers["X-Request-Id"].FirstOrDefault();
+        string id = given is { Length: > 0 and <= 128 } && given.All(c => c is > ' ' and < (char)127) ? given : Guid.NewGuid().ToString("N");
+        ctx.Response.Headers["X-Request-Id"] = id;
+        using (Serilog.Context.LogContext.PushProperty("RequestId", id))
+        using (Serilog.Context.LogContext.PushProperty("RequestIdTag", " " + id))
+            await next(ctx);
     }
 
     /// <summary>Refuses a Host header the server does not answer to (DNS rebinding guard; see ServerOptions.EffectiveAllowedHosts).</summary>
