@@ -34,8 +34,22 @@ public class OptionsTests
     [InlineData("--port", "eighty")]
     [InlineData("--device", "tpu")]
     [InlineData("--int4-activations", "int4")]
+    [InlineData("--tool-call-parser", "hermes")]
+    [InlineData("--reasoning-parser", "deepseek_r1")]
+    [InlineData("--user-content-special-tokens", "maybe")]
+    [InlineData("--max-queue-len", "-1")]
     public void BadFlagsAreUsageErrors(string flag, string value) =>
         Assert.Throws<CliException>(() => ServerOptions.Parse([flag, value], "/nonexistent/appsettings.json"));
+
+    [Fact]
+    public void ParsersCanBeNamedOrTurnedOffAndModelNamesListed()
+    {
+        var o = ServerOptions.Parse(["--tool-call-parser=glm47", "--reasoning-parser", "none", "--served-model-name", "glm-4.5-air, claude-sonnet-4-5"], "/nonexistent/appsettings.json");
+        Assert.Equal("glm47", o.ToolCallParser);
+        Assert.Null(o.ReasoningParser);
+        Assert.Equal("glm-4.5-air", o.ModelName);
+        Assert.Equal(["glm-4.5-air", "claude-sonnet-4-5"], o.ModelNames);
+    }
 
     [Fact]
     public void Int4ActivationsDefaultToInt8AndCanBeFloat()

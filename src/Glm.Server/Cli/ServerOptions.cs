@@ -136,6 +136,11 @@ public sealed class ServerOptions
         if (MaxNumSeqs < 1) throw new CliException("--max-num-seqs must be at least 1");
         if (MaxQueueLength < 0) throw new CliException("--max-queue-len must be 0 or more");
         if (ShutdownGraceSeconds < 0) throw new CliException("--shutdown-grace-seconds must be 0 or more");
+        // One parser reads GLM-4.5/4.6's and GLM-4.7's call forms alike; the names are vLLM's.
+        if (ToolCallParser is not (null or "glm45" or "glm47" or "glm4_moe" or "glm47_moe"))
+            throw new CliException($"--tool-call-parser must be glm45 or glm47 (one parser reads both forms), got '{ToolCallParser}'");
+        if (ReasoningParser is not (null or "glm45" or "glm4_moe"))
+            throw new CliException($"--reasoning-parser must be glm45, got '{ReasoningParser}'");
         if (UserContentSpecialTokens is not ("text" or "parse"))
             throw new CliException($"--user-content-special-tokens must be text or parse, got '{UserContentSpecialTokens}'");
     }
@@ -225,8 +230,8 @@ public sealed class ServerOptions
                 case "--int4-activations": o.Int4Activations = Value(); break;
                 case "--enable-prefix-caching": o.EnablePrefixCaching = true; break;
                 case "--no-enable-prefix-caching": o.EnablePrefixCaching = false; break;
-                case "--tool-call-parser": o.ToolCallParser = Value(); break;
-                case "--reasoning-parser": o.ReasoningParser = Value(); break;
+                case "--tool-call-parser": o.ToolCallParser = Value() is var tp && tp is "none" or "" ? null : tp; break;
+                case "--reasoning-parser": o.ReasoningParser = Value() is var rp && rp is "none" or "" ? null : rp; break;
                 case "--device": o.Device = Value(); break;
                 case "--threads": o.Threads = IntValue(); break;
                 case "--max-queue-len": o.MaxQueueLength = IntValue(); break;
