@@ -167,6 +167,8 @@ public class DemoModelTests(DemoServer server) : IClassFixture<DemoServer>
             using var args = JsonDocument.Parse(call.GetProperty("function").GetProperty("arguments").GetString()!);
             var allowed = name == "get_weather" ? new[] { "city", "unit" } : new[] { "expression" };
             foreach (var p in args.RootElement.EnumerateObject()) Assert.Contains(p.Name, allowed);
+            // Every required key is there: the grammar does not let the call close without it.
+            Assert.True(args.RootElement.TryGetProperty(name == "get_weather" ? "city" : "expression", out _), $"{name} without its required key: {args.RootElement}");
         }
     }
 

@@ -56,4 +56,21 @@ public class ToolCallGrammarTests
         Assert.True(done!.Value.CanEnd);
         Assert.Null(g.Advance(done.Value, "\n"));
     }
+
+    [Fact]
+    public void ACallClosesOnlyWithItsRequiredKeysAndGivesEachKeyOnce()
+    {
+        var g = new ToolCallGrammar(Functions, singleCall: false, new Dictionary<string, string[]> { ["get_weather"] = ["city"] });
+        Assert.Null(g.Advance(g.Initial, "<tool_call>get_weather</tool_call>"));
+        Assert.Null(g.Advance(g.Initial, "<tool_call>get_weather\n</")); // not even the start of a close that must fail
+        Assert.Null(g.Advance(g.Initial, "<tool_call>get_weather\n<arg_key>unit</arg_key>")); // required keys first
+        Assert.NotNull(g.Advance(g.Initial, "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n<arg_key>unit</arg_key>\n<arg_value>c</arg_value>\n</tool_call>"));
+        Assert.Null(g.Advance(g.Initial, "<tool_call>get_weather<arg_key>city</arg_key><arg_value>A</arg_value><arg_key>city</arg_key><arg_value>B</arg_value>"));
+        // The next call starts with nothing given.
+        var two = g.Advance(g.Initial, "<tool_call>get_weather<arg_key>city</arg_key><arg_value>A</arg_value></tool_call><tool_call>get_weather<arg_key>city</arg_key><arg_value>B</arg_value></tool_call>");
+        Assert.True(two is { CanEnd: true });
+        // A required key the properties do not list can still be given, so the call can close.
+        var odd = new ToolCallGrammar(new Dictionary<string, string[]> { ["f"] = [] }, singleCall: true, new Dictionary<string, string[]> { ["f"] = ["x"] });
+        Assert.True(odd.Advance(odd.Initial, "<tool_call>f<arg_key>x</arg_key><arg_value>1</arg_value></tool_call>") is { CanEnd: true });
+    }
 }

@@ -129,7 +129,7 @@ public sealed class ChatTurn : IDisposable
             // A grammar over GLM's XML call form with the schema's keys: GLM emits calls as XML, never JSON.
             var keys = schemas.ArgumentKeys();
             var allowed = forcedName is null ? keys : new Dictionary<string, string[]> { [forcedName] = keys[forcedName] };
-            var grammar = new ToolCallGrammar(allowed, singleCall: forcedName is not null || !parallelToolCalls);
+            var grammar = new ToolCallGrammar(allowed, singleCall: forcedName is not null || !parallelToolCalls, schemas.RequiredKeys());
             sampling = sampling with { Params = sampling.Params with { Constraint = new ToolCallConstraint(grammar, model.Tokenizer!, model.Config.EosTokenIds) } };
         }
         bool parseTools = tools is not null && toolChoice != "none" && host.Options.ToolCallParser is not null;

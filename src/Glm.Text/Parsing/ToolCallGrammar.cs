@@ -5,8 +5,9 @@ namespace Glm.Text.Parsing;
 /// named function: optional leading newlines, then one or more (or exactly one, for a named function)
 /// <c>&lt;tool_call&gt;NAME\n(&lt;arg_key&gt;KEY&lt;/arg_key&gt;\n&lt;arg_value&gt;VALUE&lt;/arg_value&gt;\n)*&lt;/tool_call&gt;</c>
 /// (the newlines optional, so GLM-4.7's compact form fits too),
-/// NAME among the allowed functions, KEY among that function's schema keys, VALUE any text without
-/// "&lt;/arg_value&gt;". <see cref="Advance"/> answers whether a piece of text keeps the output a valid prefix.
+/// NAME among the allowed functions, KEY among that function's schema keys (each at most once, the required ones
+/// first, and the call closes only once every required key was given), VALUE any text without "&lt;/arg_value&gt;". <see cref="Advance"/>
+/// answers whether a piece of text keeps the output a valid prefix.
 /// </summary>
 public sealed class ToolCallGrammar
 {
@@ -14,21 +15,28 @@ public sealed class ToolCallGrammar
         ValueOpen = "<arg_value>", ValueClose = "</arg_value>";
 
     private readonly Dictionary<string, string[]> _keys;
+    private readonly Dictionary<string, string[]> _required;
     private readonly bool _single;
 
     /// <param name="functions">allowed function names and each one's argument keys</param>
     /// <param name="singleCall">exactly one call (a named tool_choice) rather than one or more</param>
-    public ToolCallGrammar(IReadOnlyDictionary<string, string[]> functions, bool singleCall)
+    /// <param name="required">each function's required keys: a call closes only once all of them were given</param>
+    public ToolCallGrammar(IReadOnlyDictionary<string, string[]> functions, bool singleCall, IReadOnlyDictionary<string, string[]>? required = null)
     {
         if (functions.Count == 0) throw new ArgumentException("a tool-call grammar needs at least one function", nameof(functions));
-        _keys = functions.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        _required = functions.Keys.ToDictionary(f => f, f => required is not null && required.TryGetValue(f, out var r) ? r : [], StringComparer.Ordinal);
+        // A required key the schema's properties do not list may still be given (else no call could ever close).
+        _keys = functions.ToDictionary(kv => kv.Key, kv => kv.Value.Union(_required[kv.Key]).ToArray(), StringComparer.Ordinal);
         _single = singleCall;
     }
 
     public enum Phase { Start, Literal, Name, AfterName, Key, Value, AfterCall, Done }
 
-    /// <summary>Where the grammar stands: the phase, text matched so far within it, and the call's function.</summary>
-    public readonly record struct State(Phase At, string Pending, string Literal, string? Function, int Calls)
+    /// <summary>
+    /// Where the grammar stands: the phase, text matched so far within it, the call's function, and the keys the
+    /// call has given (each between separators, so a key is given once and required keys can be checked).
+    /// </summary>
+    public readonly record struct State(Phase At, string Pending, string Literal, string? Function, int Calls, string Given = "")
     {
         /// <summary>Whether the output may end here (a complete call has been made).</summary>
         public bool CanEnd => At is Phase.AfterCall or Phase.Done;
@@ -75,20 +83,25 @@ public sealed class ToolCallGrammar
                 if (c == '\n' && s.Pending.Length == 0) return s;
                 string p = s.Pending + c;
                 if (KeyOpen == p) return s with { At = Phase.Key, Pending = "" };
-                if (CallClose == p) return EndCall(s);
-                return KeyOpen.StartsWith(p, StringComparison.Ordinal) || CallClose.StartsWith(p, StringComparison.Ordinal) ? s with { Pending = p } : null;
+                // Not even a prefix of </tool_call> while a required key is missing: no prefix may lead to a dead end.
+                bool mayClose = _required[s.Function!].All(k => s.Given.Contains(Marked(k), StringComparison.Ordinal));
+                if (mayClose && CallClose == p) return EndCall(s);
+                return KeyOpen.StartsWith(p, StringComparison.Ordinal) || (mayClose && CallClose.StartsWith(p, StringComparison.Ordinal)) ? s with { Pending = p } : null;
             }
             case Phase.Key:
             {
                 string p = s.Pending + c;
-                var keys = _keys[s.Function!];
+                // Required keys come first: while one is missing, only missing required keys may start (a weak
+                // model that would close the call early is led to the keys it must give, not into a loop).
+                var missing = _required[s.Function!].Where(k => !s.Given.Contains(Marked(k), StringComparison.Ordinal)).ToArray();
+                var keys = missing.Length > 0 ? missing : _keys[s.Function!];
                 int close = p.IndexOf('<');
                 if (close >= 0)
                 {
                     string key = p[..close], tail = p[close..];
-                    if (!keys.Contains(key, StringComparer.Ordinal)) return null;
+                    if (!keys.Contains(key, StringComparer.Ordinal) || s.Given.Contains(Marked(key), StringComparison.Ordinal)) return null;
                     string withNewline = KeyClose + "\n" + ValueOpen, compact = KeyClose + ValueOpen;
-                    if (tail == withNewline || tail == compact) return s with { At = Phase.Value, Pending = "" };
+                    if (tail == withNewline || tail == compact) return s with { At = Phase.Value, Pending = "", Given = s.Given + Marked(key) };
                     return withNewline.StartsWith(tail, StringComparison.Ordinal) || compact.StartsWith(tail, StringComparison.Ordinal) ? s with { Pending = p } : null;
                 }
                 return keys.Any(k => k.StartsWith(p, StringComparison.Ordinal)) ? s with { Pending = p } : null;
@@ -119,5 +132,8 @@ public sealed class ToolCallGrammar
         return p.Length == s.Literal.Length ? s with { At = then, Pending = "", Literal = "" } : s with { Pending = p };
     }
 
-    private State EndCall(State s) => s with { At = _single ? Phase.Done : Phase.AfterCall, Pending = "", Function = null, Calls = s.Calls + 1 };
+    private State EndCall(State s) => s with { At = _single ? Phase.Done : Phase.AfterCall, Pending = "", Function = null, Calls = s.Calls + 1, Given = "" };
+
+    /// <summary>A key as it is recorded in <see cref="State.Given"/>: between separators that no key contains.</summary>
+    private static string Marked(string key) => "\u0001" + key + "\u0001";
 }

@@ -43,6 +43,23 @@ public sealed class ToolSchemas
     public IReadOnlyDictionary<string, string[]> ArgumentKeys() =>
         _tools.ToDictionary(kv => kv.Key, kv => PropertyNames(kv.Value, kv.Value.Root, 0).Distinct().ToArray());
 
+    /// <summary>Each tool's required argument keys (its schema's "required", through $ref and allOf).</summary>
+    public IReadOnlyDictionary<string, string[]> RequiredKeys() =>
+        _tools.ToDictionary(kv => kv.Key, kv => Required(kv.Value, kv.Value.Root, 0).Distinct().ToArray());
+
+    private static IEnumerable<string> Required(SchemaCheck check, JsonElement schema, int depth)
+    {
+        if (depth > 16) yield break;
+        schema = check.Resolve(schema);
+        if (schema.ValueKind != JsonValueKind.Object) yield break;
+        if (schema.TryGetProperty("required", out var req) && req.ValueKind == JsonValueKind.Array)
+            foreach (var r in req.EnumerateArray())
+                if (r.ValueKind == JsonValueKind.String) yield return r.GetString()!;
+        if (schema.TryGetProperty("allOf", out var parts) && parts.ValueKind == JsonValueKind.Array)
+            foreach (var part in parts.EnumerateArray())
+                foreach (string n in Required(check, part, depth + 1)) yield return n;
+    }
+
     private static IEnumerable<string> PropertyNames(SchemaCheck check, JsonElement schema, int depth)
     {
         if (depth > 16) yield break;
