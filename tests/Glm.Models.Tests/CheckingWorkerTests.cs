@@ -61,13 +61,7 @@ public sealed class FaultyCpuWorker(string faultyOp) : CpuWorker
 /// <summary>The model definition over the device contract: the checking worker finds a wrong op, and names it.</summary>
 public class CheckingWorkerTests
 {
-    private static (int[] Prompt, int[] Greedy) Case(string arch, int index)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.Dir(arch), "expected.json")));
-        var c = doc.RootElement.GetProperty("cases")[index];
-        return (c.GetProperty("prompt").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
-                c.GetProperty("greedy").EnumerateArray().Select(x => x.GetInt32()).ToArray());
-    }
+    private static (int[] Prompt, int[] Greedy) Case(string arch, int index) => Fixtures.TransformersCase(arch, index);
 
     [Theory]
     [InlineData("glm")]

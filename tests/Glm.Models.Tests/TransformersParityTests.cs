@@ -16,13 +16,7 @@ public class TransformersParityTests
         return data;
     }
 
-    private static (int[] Prompt, int[] Greedy) Case(string arch, int index)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.Dir(arch), "expected.json")));
-        var c = doc.RootElement.GetProperty("cases")[index];
-        return (c.GetProperty("prompt").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
-                c.GetProperty("greedy").EnumerateArray().Select(x => x.GetInt32()).ToArray());
-    }
+    private static (int[] Prompt, int[] Greedy) Case(string arch, int index) => Fixtures.TransformersCase(arch, index);
 
     [Theory]
     [MemberData(nameof(Cases))]

@@ -11,6 +11,15 @@ public static class Fixtures
 
     public static string DemoModel => Path.Combine(Root, "models", "glm-demo");
 
+    /// <summary>Case <paramref name="index"/> of an architecture fixture's expected.json: its prompt and transformers' greedy continuation.</summary>
+    public static (int[] Prompt, int[] Greedy) TransformersCase(string arch, int index)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Dir(arch), "expected.json")));
+        var c = doc.RootElement.GetProperty("cases")[index];
+        return (c.GetProperty("prompt").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
+                c.GetProperty("greedy").EnumerateArray().Select(x => x.GetInt32()).ToArray());
+    }
+
     private static string FindRoot([CallerFilePath] string here = "")
     {
         // Prefer the checkout this file was compiled from; fall back to walking up from the test binaries.

@@ -19,11 +19,8 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
 {
     public async Task Handle(HttpContext ctx)
     {
-        var model = Endpoints.RequireModel(host);
-        var ct = Endpoints.RequestLifetime(ctx, host);
-        var (r, doc) = await RequestReader.Read(ctx.Request, ct);
-        using var _ = doc;
-        Endpoints.CheckModelName(r, model);
+        using var request = await Endpoints.Begin(ctx, host);
+        var (model, r, ct) = (request.Model, request.Reader, request.Ct);
         if (r.Element("max_tokens") is null) throw ApiException.BadRequest("max_tokens: Field required", "max_tokens");
         bool stream = r.Bool("stream") ?? false;
         var stops = StopSequences(r);
@@ -33,10 +30,11 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
 
         string id = "msg_" + Guid.NewGuid().ToString("N")[..24];
         var blocks = new BlockBuilder();
-        var sse = stream ? new AnthropicSse(ctx.Response) : null;
+        // Anthropic's stream: named events whose name is each payload's type, and no [DONE].
+        var sse = stream ? new SseWriter(ctx.Response) : null;
         int inputTokens = turn.PromptIds.Length;
         if (sse is not null)
-            await sse.Send("message_start", new
+            await sse.SendEvent("message_start", Json.Serialize(new
             {
                 type = "message_start",
                 message = new
@@ -45,16 +43,16 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
                     stop_reason = (string?)null, stop_sequence = (string?)null,
                     usage = new { input_tokens = inputTokens, output_tokens = 0, cache_read_input_tokens = turn.CachedTokens, cache_creation_input_tokens = 0 },
                 },
-            }, ct);
+            }), ct);
 
         await turn.Run(async step =>
         {
             foreach (var d in step.Deltas)
                 foreach (var e in blocks.Add(d))
-                    if (sse is not null) await sse.Send(e.Type, e.Payload, ct);
+                    if (sse is not null) await sse.SendEvent(e.Type, Json.Serialize(e.Payload), ct);
             if (step.Finish is not null)
                 foreach (var e in blocks.Close())
-                    if (sse is not null) await sse.Send(e.Type, e.Payload, ct);
+                    if (sse is not null) await sse.SendEvent(e.Type, Json.Serialize(e.Payload), ct);
         }, ct);
 
         var choice = turn.Choices[0];
@@ -65,8 +63,8 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
             id, model.Name, inputTokens, outputTokens, turn.CachedTokens, ttft ?? seconds, seconds, stopReason, stream);
         if (sse is not null)
         {
-            await sse.Send("message_delta", new { type = "message_delta", delta = new { stop_reason = stopReason, stop_sequence = stopSequence }, usage = new { output_tokens = outputTokens } }, ct);
-            await sse.Send("message_stop", new { type = "message_stop" }, ct);
+            await sse.SendEvent("message_delta", Json.Serialize(new { type = "message_delta", delta = new { stop_reason = stopReason, stop_sequence = stopSequence }, usage = new { output_tokens = outputTokens } }), ct);
+            await sse.SendEvent("message_stop", Json.Serialize(new { type = "message_stop" }), ct);
             return;
         }
         ctx.Response.ContentType = "application/json";
@@ -81,11 +79,8 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
     /// <summary>POST /v1/messages/count_tokens: the input tokens the same request would have.</summary>
     public async Task CountTokens(HttpContext ctx)
     {
-        var model = Endpoints.RequireModel(host);
-        var ct = Endpoints.RequestLifetime(ctx, host);
-        var (r, doc) = await RequestReader.Read(ctx.Request, ct);
-        using var _ = doc;
-        Endpoints.CheckModelName(r, model);
+        using var request = await Endpoints.Begin(ctx, host);
+        var (model, r, ct) = (request.Model, request.Reader, request.Ct);
         using var chatDoc = JsonDocument.Parse(ToChatRequest(r, model.Name, forCounting: true).ToJsonString());
         var ids = await ChatTurn.CountPromptTokens(host, model, new RequestReader(chatDoc.RootElement, r.BodyBytes), ct);
         ctx.Response.ContentType = "application/json";
@@ -352,27 +347,6 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
             }
             events.Add(("content_block_stop", new { type = "content_block_stop", index }));
             _open = null;
-        }
-    }
-
-    /// <summary>Anthropic's stream: "event: TYPE" then "data: {json}", and no [DONE].</summary>
-    private sealed class AnthropicSse
-    {
-        private readonly HttpResponse _response;
-
-        public AnthropicSse(HttpResponse response)
-        {
-            _response = response;
-            response.StatusCode = 200;
-            response.ContentType = "text/event-stream; charset=utf-8";
-            response.Headers.CacheControl = "no-cache";
-            response.Headers["X-Accel-Buffering"] = "no";
-        }
-
-        public async Task Send(string type, object payload, CancellationToken ct)
-        {
-            await _response.WriteAsync($"event: {type}\ndata: {Json.Serialize(payload)}\n\n", ct);
-            await _response.Body.FlushAsync(ct);
         }
     }
 }

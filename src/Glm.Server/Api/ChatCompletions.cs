@@ -8,11 +8,8 @@ public sealed class ChatCompletions(ModelHost host, EngineMetrics metrics, Seril
 {
     public async Task Handle(HttpContext ctx)
     {
-        var model = Endpoints.RequireModel(host);
-        var ct = Endpoints.RequestLifetime(ctx, host);
-        var (r, doc) = await RequestReader.Read(ctx.Request, ct);
-        using var _ = doc;
-        Endpoints.CheckModelName(r, model);
+        using var request = await Endpoints.Begin(ctx, host);
+        var (model, r, ct) = (request.Model, request.Reader, request.Ct);
         bool stream = r.Bool("stream") ?? false;
         bool includeUsage = r.StreamIncludeUsage(stream);
         bool logprobs = r.Bool("logprobs") ?? false;

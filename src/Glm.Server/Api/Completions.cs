@@ -9,11 +9,8 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
 {
     public async Task Handle(HttpContext ctx)
     {
-        var model = Endpoints.RequireModel(host);
-        var ct = Endpoints.RequestLifetime(ctx, host);
-        var (r, doc) = await RequestReader.Read(ctx.Request, ct);
-        using var _ = doc;
-        Endpoints.CheckModelName(r, model);
+        using var request = await Endpoints.Begin(ctx, host);
+        var (model, r, ct) = (request.Model, request.Reader, request.Ct);
         if (r.Has("suffix")) throw ApiException.BadRequest("'suffix' is not supported by this model.", "suffix");
         var prompts = await host.PromptWork.Run(r.BodyBytes, c => ParsePrompts(r, model, c), ct);
         bool stream = r.Bool("stream") ?? false;

@@ -44,6 +44,33 @@ public static class Endpoints
         }
     }
 
+    /// <summary>What every model endpoint starts with: the model, the request's lifetime token, its body read and checked.</summary>
+    public sealed class ModelRequest(ServedModel model, RequestReader reader, System.Text.Json.JsonDocument document, CancellationToken ct) : IDisposable
+    {
+        public ServedModel Model { get; } = model;
+        public RequestReader Reader { get; } = reader;
+        public CancellationToken Ct { get; } = ct;
+        public void Dispose() => document.Dispose();
+    }
+
+    /// <param name="modelRequired">false where "model" may be left out (/tokenize); a given one must still name this model</param>
+    public static async Task<ModelRequest> Begin(HttpContext ctx, ModelHost host, bool modelRequired = true)
+    {
+        var model = RequireModel(host);
+        var ct = RequestLifetime(ctx, host);
+        var (r, doc) = await RequestReader.Read(ctx.Request, ct);
+        try
+        {
+            if (modelRequired || r.Has("model")) CheckModelName(r, model);
+            return new ModelRequest(model, r, doc, ct);
+        }
+        catch
+        {
+            doc.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>
     /// The token a request's work runs under: cancelled when the client goes away, and when a graceful
     /// shutdown's grace period ends (the error handler then ends the response with a 503 error).

@@ -17,11 +17,8 @@ public sealed class OpenAiResponses(ModelHost host, EngineMetrics metrics, Seril
 {
     public async Task Handle(HttpContext ctx)
     {
-        var model = Endpoints.RequireModel(host);
-        var ct = Endpoints.RequestLifetime(ctx, host);
-        var (r, doc) = await RequestReader.Read(ctx.Request, ct);
-        using var _ = doc;
-        Endpoints.CheckModelName(r, model);
+        using var request = await Endpoints.Begin(ctx, host);
+        var (model, r, ct) = (request.Model, request.Reader, request.Ct);
         if (r.Has("previous_response_id"))
             throw ApiException.BadRequest("previous_response_id is not supported: this server stores no responses. Send the whole conversation in 'input' (as with store: false).", "previous_response_id");
         if (r.Has("conversation")) throw ApiException.BadRequest("'conversation' is not supported: this server stores no conversations.", "conversation");
@@ -367,22 +364,13 @@ public sealed class OpenAiResponses(ModelHost host, EngineMetrics metrics, Seril
         }
     }
 
-    /// <summary>The Responses stream: "event: TYPE" and "data: {json}" with a strictly increasing sequence_number.</summary>
-    private sealed class EventStream
+    /// <summary>The Responses stream: named events, each payload with its type and a strictly increasing sequence_number.</summary>
+    private sealed class EventStream(HttpResponse response)
     {
-        private readonly HttpResponse _response;
+        private readonly SseWriter _sse = new(response);
         private int _sequence;
 
-        public EventStream(HttpResponse response)
-        {
-            _response = response;
-            response.StatusCode = 200;
-            response.ContentType = "text/event-stream; charset=utf-8";
-            response.Headers.CacheControl = "no-cache";
-            response.Headers["X-Accel-Buffering"] = "no";
-        }
-
-        public async Task Send(string type, JsonObject payload, CancellationToken ct)
+        public Task Send(string type, JsonObject payload, CancellationToken ct)
         {
             var data = new JsonObject { ["type"] = type, ["sequence_number"] = _sequence++ };
             foreach (var (k, v) in payload.ToList())
@@ -390,8 +378,7 @@ public sealed class OpenAiResponses(ModelHost host, EngineMetrics metrics, Seril
                 payload.Remove(k);
                 data[k] = v;
             }
-            await _response.WriteAsync($"event: {type}\ndata: {data.ToJsonString(JsonNodeOptions)}\n\n", ct);
-            await _response.Body.FlushAsync(ct);
+            return _sse.SendEvent(type, data.ToJsonString(JsonNodeOptions), ct);
         }
     }
 }

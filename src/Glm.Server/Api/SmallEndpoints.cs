@@ -27,11 +27,8 @@ public static class SmallEndpoints
 
     public static async Task Tokenize(HttpContext ctx, ModelHost host)
     {
-        var m = Endpoints.RequireModel(host);
-        var ct = Endpoints.RequestLifetime(ctx, host);
-        var (r, doc) = await RequestReader.Read(ctx.Request, ct);
-        using var _ = doc;
-        if (r.String("model") is { } name && name != m.Name) throw new ApiException(404, $"The model `{name}` does not exist.", "model", "model_not_found");
+        using var request = await Endpoints.Begin(ctx, host, modelRequired: false);
+        var (m, r, ct) = (request.Model, request.Reader, request.Ct);
         if (m.Tokenizer is null) throw ApiException.BadRequest("This model has no tokenizer.");
         int[] ids;
         if (r.Element("messages") is { } messages)

@@ -1,6 +1,9 @@
 namespace Glm.Server.Api;
 
-/// <summary>Server-sent events as OpenAI streams them: "data: {json}\n\n" … "data: [DONE]\n\n".</summary>
+/// <summary>
+/// Server-sent events: as OpenAI's chat API streams them ("data: {json}\n\n" … "data: [DONE]\n\n"), or named
+/// ("event: TYPE\ndata: {json}\n\n") as Anthropic's Messages and OpenAI's Responses APIs stream them.
+/// </summary>
 public sealed class SseWriter
 {
     private readonly HttpResponse _response;
@@ -32,4 +35,19 @@ public sealed class SseWriter
     }
 
     public Task Done(CancellationToken ct) => SendRaw("[DONE]", ct);
+
+    /// <summary>A named event: "event: TYPE" then its data line.</summary>
+    public async Task SendEvent(string type, string json, CancellationToken ct)
+    {
+        await _lock.WaitAsync(ct);
+        try
+        {
+            await _response.WriteAsync($"event: {type}\ndata: {json}\n\n", ct);
+            await _response.Body.FlushAsync(ct);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
 }

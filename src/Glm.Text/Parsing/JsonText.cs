@@ -17,7 +17,8 @@ public static class JsonText
     /// <summary>The inside of a JSON string for <paramref name="s"/>, per character, so pieces escaped apart concatenate to the whole.</summary>
     public static string Escape(string s) => new StringBuilder(s.Length).AppendEscaped(s).ToString();
 
-    private static StringBuilder AppendEscaped(this StringBuilder sb, string s)
+    /// <summary>Appends the inside of a JSON string; <paramref name="ascii"/> also escapes non-ASCII (Python's ensure_ascii=True).</summary>
+    internal static StringBuilder AppendEscaped(this StringBuilder sb, string s, bool ascii = false)
     {
         foreach (char c in s)
         {
@@ -31,7 +32,7 @@ public static class JsonText
                 case '\b': sb.Append("\\b"); break;
                 case '\f': sb.Append("\\f"); break;
                 default:
-                    if (c < 0x20) sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
+                    if (c < 0x20 || (ascii && c > 0x7F)) sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
                     else sb.Append(c);
                     break;
             }

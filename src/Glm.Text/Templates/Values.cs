@@ -165,26 +165,6 @@ public static class Values
         }
     }
 
-    private static void WriteJsonString(StringBuilder sb, string s, bool ascii)
-    {
-        sb.Append('"');
-        foreach (char c in s)
-        {
-            switch (c)
-            {
-                case '"': sb.Append("\\\""); break;
-                case '\\': sb.Append("\\\\"); break;
-                case '\n': sb.Append("\\n"); break;
-                case '\r': sb.Append("\\r"); break;
-                case '\t': sb.Append("\\t"); break;
-                case '\b': sb.Append("\\b"); break;
-                case '\f': sb.Append("\\f"); break;
-                default:
-                    if (c < 0x20 || (ascii && c > 0x7F)) sb.Append("\\u").Append(((int)c).ToString("x4"));
-                    else sb.Append(c);
-                    break;
-            }
-        }
-        sb.Append('"');
-    }
+    private static void WriteJsonString(StringBuilder sb, string s, bool ascii) =>
+        Glm.Text.Parsing.JsonText.AppendEscaped(sb.Append('"'), s, ascii).Append('"');
 }
