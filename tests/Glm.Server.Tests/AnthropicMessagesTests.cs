@@ -259,6 +259,22 @@ public class AnthropicMessagesTests(AgentServer server) : IClassFixture<AgentSer
         Assert.False(string.IsNullOrEmpty(body.GetProperty("error").GetProperty("message").GetString()));
     }
 
+    [Theory]
+    [InlineData(400, "invalid_request_error")]
+    [InlineData(401, "authentication_error")]
+    [InlineData(403, "permission_error")]
+    [InlineData(404, "not_found_error")]
+    [InlineData(413, "request_too_large")]
+    [InlineData(429, "rate_limit_error")]
+    [InlineData(500, "api_error")]
+    [InlineData(503, "overloaded_error")]
+    public void EveryStatusMapsToAnthropicsErrorType(int status, string type)
+    {
+        var body = JsonDocument.Parse(JsonSerializer.Serialize(Glm.Server.Api.ErrorResponses.AnthropicBody(status, "m"))).RootElement;
+        Assert.Equal("error", body.GetProperty("type").GetString());
+        Assert.Equal(type, body.GetProperty("error").GetProperty("type").GetString());
+    }
+
     [Fact]
     public async Task TheKeyIsTakenFromXApiKeyOrBearerAndAWrongOneIsAnAuthenticationError()
     {
