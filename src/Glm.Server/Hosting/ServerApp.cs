@@ -125,7 +125,7 @@ public static class ServerApp
         catch (BadHttpRequestException e)
         {
             // The connection's framing is no longer trustworthy: answer, then close it.
-            ctx.Response.Headers.Connection = "close";
+            if (!ctx.Response.HasStarted) ctx.Response.Headers.Connection = "close";
             string message = e.StatusCode switch
             {
                 StatusCodes.Status413PayloadTooLarge => $"The request body exceeds {MaxRequestBodyBytes} bytes.",
