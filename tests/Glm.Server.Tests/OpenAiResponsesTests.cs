@@ -121,6 +121,18 @@ public class OpenAiResponsesTests(AgentServer server) : IClassFixture<AgentServe
     }
 
     [Fact]
+    public async Task AForcedFunctionIsCalledWithItsRequiredArguments()
+    {
+        var (s, response, raw) = await Post("/v1/responses", """{"model":"glm-demo","temperature":0,"input":"Hello!","tools":[WEATHER],"tool_choice":{"type":"function","name":"get_weather"},"reasoning":{"effort":"minimal"}}""".Replace("WEATHER", WeatherTool));
+        Assert.True(s == HttpStatusCode.OK, raw);
+        var call = response.GetProperty("output").EnumerateArray().Single(i => i.GetProperty("type").GetString() == "function_call");
+        Assert.Equal("get_weather", call.GetProperty("name").GetString());
+        Assert.True(JsonDocument.Parse(call.GetProperty("arguments").GetString()!).RootElement.TryGetProperty("city", out _));
+        Assert.StartsWith("fc_", call.GetProperty("id").GetString());
+        Assert.StartsWith("call_", call.GetProperty("call_id").GetString());
+    }
+
+    [Fact]
     public async Task MaxOutputTokensMakesTheResponseIncomplete()
     {
         var (_, response, _) = await Post("/v1/responses", """{"model":"glm-demo","input":"Hello!","max_output_tokens":3}""");
