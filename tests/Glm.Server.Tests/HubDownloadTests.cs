@@ -183,6 +183,8 @@ public sealed class HostileHub : IAsyncLifetime
     public string[] Shards = ["model-00001.safetensors"];
     /// <summary>The ETag sent for every file; null sends the file's real SHA-1.</summary>
     public string? Etag;
+    /// <summary>Delays every body, so downloads fetched in parallel surely overlap.</summary>
+    public bool SlowBodies;
     public readonly List<string> Requested = [];
 
     public async Task InitializeAsync()
@@ -202,7 +204,9 @@ public sealed class HostileHub : IAsyncLifetime
                 : "{\"model_type\": \"glm4\"}"u8.ToArray();
             ctx.Response.Headers.ETag = $"\"{Etag ?? Convert.ToHexStringLower(SHA1.HashData(bytes))}\"";
             ctx.Response.ContentLength = bytes.Length;
-            if (ctx.Request.Method == "GET") await ctx.Response.Body.WriteAsync(bytes);
+            if (ctx.Request.Method != "GET") return;
+            if (SlowBodies) await Task.Delay(300);
+            await ctx.Response.Body.WriteAsync(bytes);
         });
         await _app.StartAsync();
         Endpoint = _app.Urls.First();
@@ -310,6 +314,25 @@ public class HubTraversalTests(HostileHub hub) : IClassFixture<HostileHub>
         await Assert.ThrowsAsync<HubException>(() => Downloader(cache).Fetch(repo, revision));
         NothingEscaped(outside, cache);
         lock (hub.Requested) Assert.Equal(before, hub.Requested.Count);
+    }
+
+    /// <summary>config.json and the shard have the same bytes here, so the same blob: fetched in parallel, it is downloaded once.</summary>
+    [Fact]
+    public async Task FilesWithTheSameContentShareOneDownload()
+    {
+        var (cache, _) = NestedCache();
+        lock (hub.Requested) hub.Requested.Clear();
+        hub.SlowBodies = true;
+        try
+        {
+            string dir = await Downloader(cache).Fetch(HostileHub.Repo);
+            Assert.Equal(File.ReadAllText(Path.Combine(dir, "config.json")), File.ReadAllText(Path.Combine(dir, "model-00001.safetensors")));
+            lock (hub.Requested) Assert.Equal(1, hub.Requested.Count(r => r.StartsWith("GET") && (r.EndsWith("config.json") || r.EndsWith("model-00001.safetensors"))));
+        }
+        finally
+        {
+            hub.SlowBodies = false;
+        }
     }
 
     [Fact]

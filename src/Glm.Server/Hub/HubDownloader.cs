@@ -17,6 +17,7 @@ public sealed class HubDownloader(HubCache cache, HttpMessageHandler? handler = 
     private static readonly string[] Wanted = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"];
 
     private readonly HttpClient _http = CreateClient(handler);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<Task<bool>>> _blobs = new();
 
     public string Endpoint { get; init; } = (Environment.GetEnvironmentVariable("HF_ENDPOINT") is { Length: > 0 } e ? e : "https://huggingface.co").TrimEnd('/');
     public string? Token { get; init; } = Environment.GetEnvironmentVariable("HF_TOKEN") is { Length: > 0 } t ? t : null;
@@ -128,8 +129,18 @@ public sealed class HubDownloader(HubCache cache, HttpMessageHandler? handler = 
             .Trim('"').Replace("W/", "").Trim('"'), repo, file);
         long? size = long.TryParse(Header(headResponse, "X-Linked-Size"), out long ls) ? ls : headResponse.Content.Headers.ContentLength;
         string blob = cache.BlobPath(repo, etag);
-        if (!File.Exists(blob)) await DownloadBlob(repo, file, url, blob, etag, size, progress, ct);
-        else progress?.Skip(size ?? new FileInfo(blob).Length);
+        // Files with the same content share one blob: download it once, even when two such files are fetched in
+        // parallel (they would otherwise write the same .incomplete file at once and corrupt each other).
+        var download = _blobs.GetOrAdd(blob, _ => new Lazy<Task<bool>>(async () =>
+        {
+            if (File.Exists(blob)) return false;
+            await DownloadBlob(repo, file, url, blob, etag, size, progress, ct);
+            return true;
+        }));
+        bool downloaded;
+        try { downloaded = await download.Value; }
+        catch { _blobs.TryRemove(blob, out _); throw; }
+        if (!downloaded) progress?.Skip(size ?? new FileInfo(blob).Length);
         cache.LinkSnapshot(repo, commit, file, etag);
         return Path.Combine(cache.SnapshotDirectory(repo, commit), file);
     }
