@@ -24,7 +24,7 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
         if (r.Element("max_tokens") is null) throw ApiException.BadRequest("max_tokens: Field required", "max_tokens");
         bool stream = r.Bool("stream") ?? false;
         var stops = StopSequences(r);
-        using var chatDoc = JsonDocument.Parse(ToChatRequest(r, model.Name, forCounting: false).ToJsonString());
+        using var chatDoc = JsonDocument.Parse(ToChatRequest(r, model.Name, stops).ToJsonString());
         var chat = new RequestReader(chatDoc.RootElement, r.BodyBytes);
         using var turn = await ChatTurn.Start(host, metrics, log, model, chat, ct);
 
@@ -81,7 +81,7 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
     {
         using var request = await Endpoints.Begin(ctx, host);
         var (model, r, ct) = (request.Model, request.Reader, request.Ct);
-        using var chatDoc = JsonDocument.Parse(ToChatRequest(r, model.Name, forCounting: true).ToJsonString());
+        using var chatDoc = JsonDocument.Parse(ToChatRequest(r, model.Name, stops: null).ToJsonString());
         var ids = await ChatTurn.CountPromptTokens(host, model, new RequestReader(chatDoc.RootElement, r.BodyBytes), ct);
         ctx.Response.ContentType = "application/json";
         await ctx.Response.WriteAsync(Json.Serialize(new { input_tokens = ids.Length }), ct);
@@ -106,7 +106,8 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
     // --- request translation -------------------------------------------------------------------------------------
 
     /// <summary>The Anthropic request as the chat-completions request the turn takes.</summary>
-    private static JsonObject ToChatRequest(RequestReader r, string modelName, bool forCounting)
+    /// <param name="stops">the request's stop sequences; null when only counting tokens (no sampling fields then)</param>
+    private static JsonObject ToChatRequest(RequestReader r, string modelName, List<string>? stops)
     {
         var messages = new JsonArray();
         if (r.Element("system") is { } system) messages.Add(new JsonObject { ["role"] = "system", ["content"] = TextOf(system, "system") });
@@ -115,13 +116,12 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
         foreach (var m in input.EnumerateArray()) AddMessage(messages, m, $"messages.{i++}");
 
         var chat = new JsonObject { ["model"] = modelName, ["messages"] = messages };
-        if (!forCounting)
+        if (stops is not null)
         {
             chat["max_tokens"] = Copy(r.Element("max_tokens"));
             foreach (string name in new[] { "temperature", "top_p", "top_k", "stream" })
                 if (r.Element(name) is { } v) chat[name] = Copy(v);
             if (r.Number("temperature") is > 1) throw ApiException.BadRequest("temperature: must be between 0 and 1", "temperature");
-            var stops = StopSequences(r);
             if (stops.Count > 0) chat["stop"] = new JsonArray(stops.Select(s => (JsonNode)s).ToArray());
         }
         if (r.Element("tools") is { } tools) chat["tools"] = Tools(tools);

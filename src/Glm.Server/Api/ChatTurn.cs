@@ -63,7 +63,6 @@ public sealed class TurnChoice
 /// </summary>
 public sealed class ChatTurn : IDisposable
 {
-    private readonly ServedModel _model;
     private readonly EngineMetrics.RequestTimer _timer;
     private readonly Endpoints.AbortOnExit _abort;
     private readonly Serilog.ILogger _log;
@@ -72,7 +71,6 @@ public sealed class ChatTurn : IDisposable
     private ChatTurn(ServedModel model, int[] promptIds, IReadOnlyList<TurnChoice> choices, IReadOnlyList<Sequence> sequences,
         EngineMetrics.RequestTimer timer, ToolSchemas schemas, Serilog.ILogger log)
     {
-        _model = model;
         PromptIds = promptIds;
         Choices = choices;
         _timer = timer;
@@ -81,7 +79,6 @@ public sealed class ChatTurn : IDisposable
         _abort = new Endpoints.AbortOnExit(model.Engine, sequences);
     }
 
-    public ServedModel Model => _model;
     public int[] PromptIds { get; }
     public IReadOnlyList<TurnChoice> Choices { get; }
     public int CachedTokens => Choices[0].Stream.Sequence.NumCachedTokens;
@@ -90,11 +87,10 @@ public sealed class ChatTurn : IDisposable
     /// <summary>Renders and tokenizes the request's messages (the prompt a request would get), without generating.</summary>
     public static async Task<int[]> CountPromptTokens(ModelHost host, ServedModel model, RequestReader r, CancellationToken ct)
     {
-        var (_, _, ids) = await Render(host, model, r, ct);
-        return ids;
+        return (await Render(host, model, r, ct)).Ids;
     }
 
-    private static async Task<(JsonElement? Tools, string Prompt, int[] Ids)> Render(ModelHost host, ServedModel model, RequestReader r, CancellationToken ct)
+    private static async Task<(JsonElement? Tools, string ToolChoice, string? ForcedName, string Prompt, int[] Ids)> Render(ModelHost host, ServedModel model, RequestReader r, CancellationToken ct)
     {
         if (model.ChatTemplate is null || model.Tokenizer is null)
             throw ApiException.BadRequest("This model has no chat template or tokenizer; use /v1/completions with token ids.");
@@ -102,13 +98,13 @@ public sealed class ChatTurn : IDisposable
         ChatRequestValidation.Messages(messages);
         var tools = r.Element("tools");
         ChatRequestValidation.Tools(tools);
-        var (toolChoice, _) = ParseToolChoice(r, tools);
+        var (toolChoice, forcedName) = ParseToolChoice(r, tools);
         var (prompt, ids) = await host.PromptWork.Run(r.BodyBytes, c =>
         {
             string text = ChatPrompt.Render(model, r, messages!.Value, toolChoice == "none" ? null : tools, c);
             return (text, ChatPrompt.Encode(model, text, c));
         }, ct);
-        return (tools, prompt, ids);
+        return (tools, toolChoice, forcedName, prompt, ids);
     }
 
     /// <summary>Validates, renders, tokenizes and admits the request's choices (all n together, or none).</summary>
@@ -118,8 +114,7 @@ public sealed class ChatTurn : IDisposable
         int? topLogprobs = r.Int("top_logprobs", 0, 20);
         if (topLogprobs is not null && !logprobs) throw ApiException.BadRequest("'top_logprobs' requires 'logprobs' to be true.", "top_logprobs");
         ValidateResponseFormat(r);
-        var (tools, prompt, promptIds) = await Render(host, model, r, ct);
-        var (toolChoice, forcedName) = ParseToolChoice(r, tools);
+        var (tools, toolChoice, forcedName, prompt, promptIds) = await Render(host, model, r, ct);
 
         var sampling = SamplingRequest.Parse(r, model, promptIds.Length, chat: true, logprobs ? topLogprobs ?? 0 : null);
         var schemas = ToolSchemas.FromOpenAiTools(tools);

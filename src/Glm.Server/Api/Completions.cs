@@ -33,9 +33,10 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
             Stream: new TextStream(model.Engine, model.Tokenizer, seq, requests[wanted[k].Prompt].Stop, requests[wanted[k].Prompt].SkipSpecialTokens, requests[wanted[k].Prompt].IncludeStopInOutput))).ToList();
 
         // echo with logprobs: each prompt token's logprob under the tokens before it (the first has none), as OpenAI's
-        // legacy API reports them. One extra forward over each prompt, on the worker the engine uses.
+        // legacy API reports them. One extra forward over each prompt, on the worker the engine uses: heavy work,
+        // so it runs on PromptWork's bounded threads like a large prompt.
         var promptLogprobs = echo && logprobs is int k0
-            ? await Task.WhenAll(prompts.Select(p => Task.Run(() => PromptLogprobs(model, p, k0, ct), ct)))
+            ? await Task.WhenAll(prompts.Select(p => host.PromptWork.Run(PromptWork.HeavyBytes, c => PromptLogprobs(model, p, k0, c), ct)))
             : null;
 
         var sse = stream ? new SseWriter(ctx.Response) : null;

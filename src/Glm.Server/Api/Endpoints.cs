@@ -17,9 +17,10 @@ public static class Endpoints
     public static void CheckModelName(RequestReader r, ServedModel model)
     {
         string name = r.RequiredString("model");
-        if (!model.Names.Contains(name))
-            throw new ApiException(404, $"The model `{name}` does not exist.", "model", "model_not_found", "invalid_request_error");
+        if (!model.Names.Contains(name)) throw ModelNotFound(name);
     }
+
+    public static ApiException ModelNotFound(string name) => new(404, $"The model `{name}` does not exist.", "model", "model_not_found", "invalid_request_error");
 
     /// <summary>
     /// Admits a request's sequences (prompts × n) together or not at all, so a refused request never holds queue

@@ -17,7 +17,7 @@ public static class SmallEndpoints
     public static object Model(ModelHost host, string id)
     {
         var m = Endpoints.RequireModel(host);
-        if (!m.Names.Contains(id)) throw new ApiException(404, $"The model `{id}` does not exist.", "model", "model_not_found");
+        if (!m.Names.Contains(id)) throw Endpoints.ModelNotFound(id);
         return ModelCard(m, id);
     }
 
@@ -55,16 +55,15 @@ public static class SmallEndpoints
 
     public static async Task Detokenize(HttpContext ctx, ModelHost host)
     {
-        var m = Endpoints.RequireModel(host);
-        var (r, doc) = await RequestReader.Read(ctx.Request, ctx.RequestAborted);
-        using var _ = doc;
+        using var request = await Endpoints.Begin(ctx, host, modelRequired: false);
+        var (m, r, ct) = (request.Model, request.Reader, request.Ct);
         if (m.Tokenizer is null) throw ApiException.BadRequest("This model has no tokenizer.");
         if (!r.Has("tokens")) throw ApiException.BadRequest("'tokens' is required.", "tokens");
         var ids = r.IntList("tokens");
         foreach (int id in ids)
             if (m.Tokenizer.IdToToken(id) is null) throw ApiException.BadRequest($"Token id {id} is out of vocabulary.", "tokens");
         ctx.Response.ContentType = "application/json";
-        await ctx.Response.WriteAsync(Json.Serialize(new { prompt = m.Tokenizer.Decode(ids.ToArray()) }), ctx.RequestAborted);
+        await ctx.Response.WriteAsync(Json.Serialize(new { prompt = m.Tokenizer.Decode(ids.ToArray()) }), ct);
     }
 
     public static IResult Health(ModelHost host) =>

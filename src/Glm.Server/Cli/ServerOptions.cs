@@ -66,12 +66,14 @@ public sealed class ServerOptions
     /// too), so an agent that insists on its own model name (Claude Code's, say) can be served under it.
     /// The first is the primary name, reported in responses.
     /// </summary>
-    public IReadOnlyList<string> ModelNames => ServedModelName is { } names
-        ? names.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } list ? list : [names]
-        : [ModelName];
+    public IReadOnlyList<string> ModelNames =>
+        ServedModelName?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } list ? list : [ServedModelName ?? ModelSource];
 
-    public string ModelName => ServedModelName is { } served ? served.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? served : (Model is null ? "glm-demo"
-        : Hub.HubDownloader.LooksLikeRepoId(Model) ? Model : Path.GetFileName(Path.TrimEndingDirectorySeparator(Model)));
+    public string ModelName => ModelNames[0];
+
+    /// <summary>What is served, without the server's file-system path: "glm-demo", a Hub repository id, or the model directory's name.</summary>
+    public string ModelSource => Model is null ? "glm-demo"
+        : Hub.HubDownloader.LooksLikeRepoId(Model) ? Model : Path.GetFileName(Path.TrimEndingDirectorySeparator(Model));
 
     /// <summary>
     /// The Host names the server answers to, against DNS rebinding (a web page whose own name resolves to

@@ -112,7 +112,7 @@ public sealed class ModelHost : IDisposable
         {
             LiteralThirdPartyContent = o.LiteralThirdPartyContent,
             Names = o.ModelNames,
-            Root = o.Model is null ? "glm-demo" : Hub.HubDownloader.LooksLikeRepoId(o.Model) ? o.Model : Path.GetFileName(Path.TrimEndingDirectorySeparator(o.Model)),
+            Root = o.ModelSource,
         };
     }
 
