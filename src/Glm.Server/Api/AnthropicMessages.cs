@@ -270,83 +270,57 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
     public static string ToolUseId(string callId) => "toolu_" + (callId.StartsWith("call_") ? callId[5..] : callId);
 
     /// <summary>
-    /// Turns deltas into content blocks in order (thinking, text, tool_use, and again when reasoning is
-    /// interleaved), as stream events and as the whole response's content. A tool_use block is sent when its
-    /// call closes, whole: a call that never closes must not leave a client holding half of its input.
+    /// Content blocks in order (thinking, text, tool_use, and again when reasoning is interleaved), as stream
+    /// events and as the whole response's content. A tool_use block is sent when its call closes, whole: a call
+    /// that never closes must not leave a client holding half of its input.
     /// </summary>
-    private sealed class BlockBuilder
+    private sealed class BlockBuilder : TurnSegments<(string Type, object Payload)>
     {
         private readonly List<Dictionary<string, object?>> _blocks = [];
-        private string? _open; // "thinking" or "text"
-        private readonly StringBuilder _thinking = new();
 
         public IReadOnlyList<Dictionary<string, object?>> Blocks => _blocks;
 
-        public List<(string Type, object Payload)> Add(TurnDelta d)
-        {
-            var events = new List<(string, object)>();
-            switch (d)
-            {
-                case ReasoningDelta r:
-                    Open("thinking", events);
-                    _blocks[^1]["thinking"] = (string)_blocks[^1]["thinking"]! + r.Text;
-                    _thinking.Append(r.Text);
-                    events.Add(("content_block_delta", new { type = "content_block_delta", index = _blocks.Count - 1, delta = new { type = "thinking_delta", thinking = r.Text } }));
-                    break;
-                case ContentDelta c:
-                    Open("text", events);
-                    _blocks[^1]["text"] = (string)_blocks[^1]["text"]! + c.Text;
-                    events.Add(("content_block_delta", new { type = "content_block_delta", index = _blocks.Count - 1, delta = new { type = "text_delta", text = c.Text } }));
-                    break;
-                case ToolCallFinished f:
-                    CloseOpen(events);
-                    var input = JsonNode.Parse(f.Call.Arguments) as JsonObject ?? new JsonObject { ["value"] = JsonNode.Parse(f.Call.Arguments) };
-                    var block = new Dictionary<string, object?> { ["type"] = "tool_use", ["id"] = ToolUseId(f.Call.Id), ["name"] = f.Call.Name, ["input"] = input };
-                    _blocks.Add(block);
-                    int index = _blocks.Count - 1;
-                    events.Add(("content_block_start", new { type = "content_block_start", index, content_block = new { type = "tool_use", id = block["id"], name = f.Call.Name, input = new { } } }));
-                    events.Add(("content_block_delta", new { type = "content_block_delta", index, delta = new { type = "input_json_delta", partial_json = f.Call.Arguments } }));
-                    events.Add(("content_block_stop", new { type = "content_block_stop", index }));
-                    break;
-            }
-            return events;
-        }
+        private int Index => _blocks.Count - 1;
 
-        public List<(string Type, object Payload)> Close()
+        protected override void OnOpen(Kind kind, List<(string Type, object Payload)> events)
         {
-            var events = new List<(string, object)>();
-            CloseOpen(events);
-            return events;
-        }
-
-        private void Open(string type, List<(string, object)> events)
-        {
-            if (_open == type) return;
-            CloseOpen(events);
-            _open = type;
-            _thinking.Clear();
-            var block = type == "thinking"
+            _blocks.Add(kind == Kind.Reasoning
                 ? new Dictionary<string, object?> { ["type"] = "thinking", ["thinking"] = "", ["signature"] = "" }
-                : new Dictionary<string, object?> { ["type"] = "text", ["text"] = "" };
-            _blocks.Add(block);
-            object start = type == "thinking" ? new { type = "thinking", thinking = "", signature = "" } : new { type = "text", text = "" };
-            events.Add(("content_block_start", new { type = "content_block_start", index = _blocks.Count - 1, content_block = start }));
+                : new Dictionary<string, object?> { ["type"] = "text", ["text"] = "" });
+            object start = kind == Kind.Reasoning ? new { type = "thinking", thinking = "", signature = "" } : new { type = "text", text = "" };
+            events.Add(("content_block_start", new { type = "content_block_start", index = Index, content_block = start }));
         }
 
-        private void CloseOpen(List<(string, object)> events)
+        protected override void OnText(Kind kind, string text, List<(string Type, object Payload)> events)
         {
-            if (_open is null) return;
-            int index = _blocks.Count - 1;
-            if (_open == "thinking")
+            object delta = kind == Kind.Reasoning ? new { type = "thinking_delta", thinking = text } : new { type = "text_delta", text };
+            events.Add(("content_block_delta", new { type = "content_block_delta", index = Index, delta }));
+        }
+
+        protected override void OnClose(Kind kind, string text, List<(string Type, object Payload)> events)
+        {
+            if (kind == Kind.Reasoning)
             {
                 // Not a cryptographic attestation (there is no Anthropic key here): a digest of the thinking, so
                 // clients that require a signature string get one that changes with the text.
-                string signature = "glm-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(_thinking.ToString())))[..32];
-                _blocks[index]["signature"] = signature;
-                events.Add(("content_block_delta", new { type = "content_block_delta", index, delta = new { type = "signature_delta", signature } }));
+                string signature = "glm-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..32];
+                _blocks[Index]["thinking"] = text;
+                _blocks[Index]["signature"] = signature;
+                events.Add(("content_block_delta", new { type = "content_block_delta", index = Index, delta = new { type = "signature_delta", signature } }));
             }
+            else _blocks[Index]["text"] = text;
+            events.Add(("content_block_stop", new { type = "content_block_stop", index = Index }));
+        }
+
+        protected override void OnToolCall(ParsedToolCall call, List<(string Type, object Payload)> events)
+        {
+            var input = JsonNode.Parse(call.Arguments) as JsonObject ?? new JsonObject { ["value"] = JsonNode.Parse(call.Arguments) };
+            string id = ToolUseId(call.Id);
+            _blocks.Add(new Dictionary<string, object?> { ["type"] = "tool_use", ["id"] = id, ["name"] = call.Name, ["input"] = input });
+            int index = Index;
+            events.Add(("content_block_start", new { type = "content_block_start", index, content_block = new { type = "tool_use", id, name = call.Name, input = new { } } }));
+            events.Add(("content_block_delta", new { type = "content_block_delta", index, delta = new { type = "input_json_delta", partial_json = call.Arguments } }));
             events.Add(("content_block_stop", new { type = "content_block_stop", index }));
-            _open = null;
         }
     }
 }

@@ -265,58 +265,12 @@ public sealed class OpenAiResponses(ModelHost host, EngineMetrics metrics, Seril
     /// Output items in order (reasoning, message, function_call, and again when reasoning is interleaved), as
     /// stream events and as the response's output. A function_call item is sent when its call closes, whole.
     /// </summary>
-    private sealed class ItemBuilder(Dictionary<string, string> namespaces)
+    private sealed class ItemBuilder(Dictionary<string, string> namespaces) : TurnSegments<(string, JsonObject)>
     {
         private readonly JsonArray _output = [];
-        private string? _open; // "reasoning" or "message"
-        private readonly StringBuilder _text = new();
         private JsonObject? _item;
 
         public JsonArray Output() => (JsonArray)_output.DeepClone();
-
-        public List<(string, JsonObject)> Add(TurnDelta d)
-        {
-            var events = new List<(string, JsonObject)>();
-            switch (d)
-            {
-                case ReasoningDelta r:
-                    Open("reasoning", events);
-                    _text.Append(r.Text);
-                    events.Add(("response.reasoning_text.delta", Part(new JsonObject { ["delta"] = r.Text })));
-                    break;
-                case ContentDelta c:
-                    Open("message", events);
-                    _text.Append(c.Text);
-                    events.Add(("response.output_text.delta", Part(new JsonObject { ["delta"] = c.Text, ["logprobs"] = new JsonArray() })));
-                    break;
-                case ToolCallFinished f:
-                    CloseOpen(events);
-                    var item = new JsonObject
-                    {
-                        ["type"] = "function_call", ["id"] = "fc_" + f.Call.Id[5..], ["call_id"] = f.Call.Id, ["name"] = f.Call.Name,
-                        ["arguments"] = f.Call.Arguments, ["status"] = "completed",
-                    };
-                    if (namespaces.TryGetValue(f.Call.Name, out var ns)) item["namespace"] = ns;
-                    int index = _output.Count;
-                    var added = (JsonObject)item.DeepClone();
-                    added["arguments"] = "";
-                    added["status"] = "in_progress";
-                    events.Add(("response.output_item.added", new JsonObject { ["output_index"] = index, ["item"] = added }));
-                    events.Add(("response.function_call_arguments.delta", new JsonObject { ["item_id"] = item["id"]!.DeepClone(), ["output_index"] = index, ["delta"] = f.Call.Arguments }));
-                    events.Add(("response.function_call_arguments.done", new JsonObject { ["item_id"] = item["id"]!.DeepClone(), ["output_index"] = index, ["name"] = f.Call.Name, ["arguments"] = f.Call.Arguments }));
-                    _output.Add(item);
-                    events.Add(("response.output_item.done", new JsonObject { ["output_index"] = index, ["item"] = item.DeepClone() }));
-                    break;
-            }
-            return events;
-        }
-
-        public List<(string, JsonObject)> Close()
-        {
-            var events = new List<(string, JsonObject)>();
-            CloseOpen(events);
-            return events;
-        }
 
         private JsonObject Part(JsonObject e)
         {
@@ -326,27 +280,26 @@ public sealed class OpenAiResponses(ModelHost host, EngineMetrics metrics, Seril
             return e;
         }
 
-        private void Open(string kind, List<(string, JsonObject)> events)
+        protected override void OnOpen(Kind kind, List<(string, JsonObject)> events)
         {
-            if (_open == kind) return;
-            CloseOpen(events);
-            _open = kind;
-            _text.Clear();
-            _item = kind == "reasoning"
+            _item = kind == Kind.Reasoning
                 ? new JsonObject { ["type"] = "reasoning", ["id"] = "rs_" + Guid.NewGuid().ToString("N"), ["summary"] = new JsonArray(), ["content"] = new JsonArray(), ["status"] = "in_progress" }
                 : new JsonObject { ["type"] = "message", ["id"] = "msg_" + Guid.NewGuid().ToString("N"), ["status"] = "in_progress", ["role"] = "assistant", ["content"] = new JsonArray() };
             _output.Add(_item);
             events.Add(("response.output_item.added", new JsonObject { ["output_index"] = _output.Count - 1, ["item"] = _item.DeepClone() }));
-            var part = kind == "reasoning" ? new JsonObject { ["type"] = "reasoning_text", ["text"] = "" } : new JsonObject { ["type"] = "output_text", ["text"] = "", ["annotations"] = new JsonArray() };
+            var part = kind == Kind.Reasoning ? new JsonObject { ["type"] = "reasoning_text", ["text"] = "" } : new JsonObject { ["type"] = "output_text", ["text"] = "", ["annotations"] = new JsonArray() };
             events.Add(("response.content_part.added", Part(new JsonObject { ["part"] = part })));
         }
 
-        private void CloseOpen(List<(string, JsonObject)> events)
+        protected override void OnText(Kind kind, string text, List<(string, JsonObject)> events) =>
+            events.Add(kind == Kind.Reasoning
+                ? ("response.reasoning_text.delta", Part(new JsonObject { ["delta"] = text }))
+                : ("response.output_text.delta", Part(new JsonObject { ["delta"] = text, ["logprobs"] = new JsonArray() })));
+
+        protected override void OnClose(Kind kind, string text, List<(string, JsonObject)> events)
         {
-            if (_open is null) return;
-            string text = _text.ToString();
             JsonObject part;
-            if (_open == "reasoning")
+            if (kind == Kind.Reasoning)
             {
                 part = new JsonObject { ["type"] = "reasoning_text", ["text"] = text };
                 events.Add(("response.reasoning_text.done", Part(new JsonObject { ["text"] = text })));
@@ -360,7 +313,25 @@ public sealed class OpenAiResponses(ModelHost host, EngineMetrics metrics, Seril
             ((JsonArray)_item!["content"]!).Add(part);
             _item["status"] = "completed";
             events.Add(("response.output_item.done", new JsonObject { ["output_index"] = _output.Count - 1, ["item"] = _item.DeepClone() }));
-            _open = null;
+        }
+
+        protected override void OnToolCall(Glm.Text.Parsing.ParsedToolCall call, List<(string, JsonObject)> events)
+        {
+            var item = new JsonObject
+            {
+                ["type"] = "function_call", ["id"] = "fc_" + call.Id[5..], ["call_id"] = call.Id, ["name"] = call.Name,
+                ["arguments"] = call.Arguments, ["status"] = "completed",
+            };
+            if (namespaces.TryGetValue(call.Name, out var ns)) item["namespace"] = ns;
+            int index = _output.Count;
+            var added = (JsonObject)item.DeepClone();
+            added["arguments"] = "";
+            added["status"] = "in_progress";
+            events.Add(("response.output_item.added", new JsonObject { ["output_index"] = index, ["item"] = added }));
+            events.Add(("response.function_call_arguments.delta", new JsonObject { ["item_id"] = item["id"]!.DeepClone(), ["output_index"] = index, ["delta"] = call.Arguments }));
+            events.Add(("response.function_call_arguments.done", new JsonObject { ["item_id"] = item["id"]!.DeepClone(), ["output_index"] = index, ["name"] = call.Name, ["arguments"] = call.Arguments }));
+            _output.Add(item);
+            events.Add(("response.output_item.done", new JsonObject { ["output_index"] = index, ["item"] = item.DeepClone() }));
         }
     }
 
