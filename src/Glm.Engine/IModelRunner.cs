@@ -38,7 +38,6 @@ public sealed class ModelRunner : IModelRunner
 
     public ModelConfig Config => _model.Config;
     public CausalLM Model => _model;
-    public IWorker Worker => _model.Worker;
     public int NumBlocks => _cache.NumBlocks;
     public int BlockSize => _cache.BlockSize;
     public long KvBytesPerToken => _cache.BytesPerToken;

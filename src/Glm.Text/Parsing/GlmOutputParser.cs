@@ -78,9 +78,6 @@ public sealed class GlmOutputParser
     /// <summary>The calls that closed so far, in order.</summary>
     public IReadOnlyList<ParsedToolCall> Calls => _calls;
 
-    /// <summary>Whether a call is open now (its text so far is not yet known to be a call).</summary>
-    public bool InCall => _state is State.CallName or State.CallBody or State.Key or State.BetweenKeyAndValue or State.Value;
-
     public List<OutputEvent> Push(string text)
     {
         _buffer.Append(text);
@@ -89,12 +86,11 @@ public sealed class GlmOutputParser
         return events;
     }
 
-    /// <summary>The end of the output: flushes held-back text; an open call is abandoned.</summary>
+    /// <summary>The end of the output: flushes held-back text; an open call is abandoned (every call state gives up when final).</summary>
     public List<OutputEvent> Finish()
     {
         var events = new List<OutputEvent>();
         Run(events, final: true);
-        if (InCall) Abandon(events);
         string rest = _buffer.ToString();
         _buffer.Clear();
         if (_state == State.Think) Emit(events, new ReasoningEvent(rest));
