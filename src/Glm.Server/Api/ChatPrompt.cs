@@ -53,25 +53,14 @@ public static class ChatPrompt
     public static string Visible(string prompt) =>
         LiteralText.ContainsMarker(prompt) ? prompt.Replace(LiteralText.Begin.ToString(), "").Replace(LiteralText.End.ToString(), "") : prompt;
 
-    private static void RefuseMarkers(JsonElement e, string path)
-    {
-        switch (e.ValueKind)
+    private static void RefuseMarkers(JsonElement e, string path) => JsonWalk.Strings(e, path,
+        (p, at) =>
         {
-            case JsonValueKind.String:
-                if (LiteralText.ContainsMarker(e.GetString()!))
-                    throw ApiException.BadRequest($"'{path}' contains U+FDD0 or U+FDD1, Unicode noncharacters this server reserves for its own use.", path);
-                break;
-            case JsonValueKind.Array:
-                int i = 0;
-                foreach (var item in e.EnumerateArray()) RefuseMarkers(item, $"{path}[{i++}]");
-                break;
-            case JsonValueKind.Object:
-                foreach (var p in e.EnumerateObject())
-                {
-                    if (LiteralText.ContainsMarker(p.Name)) throw ApiException.BadRequest($"A property name in '{path}' contains U+FDD0 or U+FDD1.", path);
-                    RefuseMarkers(p.Value, $"{path}.{p.Name}");
-                }
-                break;
-        }
-    }
+            if (LiteralText.ContainsMarker(p.Name)) throw ApiException.BadRequest($"A property name in '{at}' contains U+FDD0 or U+FDD1.", at);
+        },
+        (value, at) =>
+        {
+            if (LiteralText.ContainsMarker(value.GetString()!))
+                throw ApiException.BadRequest($"'{at}' contains U+FDD0 or U+FDD1, Unicode noncharacters this server reserves for its own use.", at);
+        });
 }

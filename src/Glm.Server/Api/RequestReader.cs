@@ -64,31 +64,19 @@ public sealed class RequestReader(JsonElement root, int bodyBytes = 0)
     }
 
     /// <summary>Valid UTF-8 cannot hold a lone surrogate, but a JSON escape can: find any, and say where.</summary>
-    private static void CheckStrings(JsonElement e, string path)
-    {
-        switch (e.ValueKind)
+    private static void CheckStrings(JsonElement root, string path) => JsonWalk.Strings(root, path,
+        (p, at) =>
         {
-            case JsonValueKind.Object:
-                foreach (var p in e.EnumerateObject())
-                {
-                    string name;
-                    try { name = p.Name; }
-                    catch (InvalidOperationException) { throw LoneSurrogate(path.Length == 0 ? "a property name" : $"a property name in '{path}'", path); }
-                    CheckStrings(p.Value, path.Length == 0 ? name : $"{path}.{name}");
-                }
-                break;
-            case JsonValueKind.Array:
-                int i = 0;
-                foreach (var item in e.EnumerateArray()) CheckStrings(item, $"{path}[{i++}]");
-                break;
-            case JsonValueKind.String:
-                // Only a string with an escape can hold one; most have none and skip the decode.
-                if (JsonMarshal.GetRawUtf8Value(e).IndexOf("\\u"u8) < 0) break;
-                try { _ = e.GetString(); }
-                catch (InvalidOperationException) { throw LoneSurrogate($"'{path}'", path); }
-                break;
-        }
-    }
+            try { _ = p.Name; }
+            catch (InvalidOperationException) { throw LoneSurrogate(at.Length == 0 ? "a property name" : $"a property name in '{at}'", at); }
+        },
+        (value, at) =>
+        {
+            // Only a string with an escape can hold one; most have none and skip the decode.
+            if (JsonMarshal.GetRawUtf8Value(value).IndexOf("\\u"u8) < 0) return;
+            try { _ = value.GetString(); }
+            catch (InvalidOperationException) { throw LoneSurrogate($"'{at}'", at); }
+        });
 
     private static ApiException LoneSurrogate(string where, string path) =>
         ApiException.BadRequest($"{where} holds an unpaired UTF-16 surrogate escape (such as \\ud800), which is not text.", path.Length == 0 ? null : path);
