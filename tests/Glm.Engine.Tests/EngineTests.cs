@@ -122,6 +122,32 @@ public class EngineTests
     }
 
     [Fact]
+    public void AThinkingBudgetForcesTheCloseOnlyOnceSpentAndOnlyWhileThinking()
+    {
+        const int open = 7, close = 8;
+        var budget = new ThinkingBudget(3, open, close, promptOpenedThink: false, inner: null);
+        float[] Masked(int[] generated, ref object? state)
+        {
+            var logits = Enumerable.Range(0, 16).Select(i => (float)i).ToArray();
+            budget.Apply(generated, logits, ref state);
+            return logits;
+        }
+        object? s = null;
+        Assert.DoesNotContain(float.NegativeInfinity, Masked([1, 2, 3, 4], ref s));       // not thinking: no limit
+        object? t = null;
+        Assert.DoesNotContain(float.NegativeInfinity, Masked([open, 1, 2], ref t));       // 2 of 3 spent
+        var forced = Masked([open, 1, 2, 3], ref t);                                     // 3 spent: only </think>
+        Assert.Equal(close, Array.FindIndex(forced, x => !float.IsNegativeInfinity(x)));
+        Assert.Single(forced, x => !float.IsNegativeInfinity(x));
+        Assert.DoesNotContain(float.NegativeInfinity, Masked([open, 1, 2, 3, close, 5], ref t)); // closed: free again
+        object? u = null;
+        var opened = new ThinkingBudget(1, open, close, promptOpenedThink: true, inner: null);
+        var l = Enumerable.Range(0, 16).Select(i => (float)i).ToArray();
+        opened.Apply([4], l, ref u);                                                      // the prompt opened the block
+        Assert.Single(l, x => !float.IsNegativeInfinity(x));
+    }
+
+    [Fact]
     public async Task SeveralSequencesAreAdmittedAllOrNone()
     {
         var model = ModelLoader.Load(Fixtures.Dir("glm4_moe"));

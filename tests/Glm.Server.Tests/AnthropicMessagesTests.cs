@@ -209,6 +209,24 @@ public class AnthropicMessagesTests(AgentServer server) : IClassFixture<AgentSer
         Assert.Equal(expected2.PromptTokens, second.GetProperty("usage").GetProperty("input_tokens").GetInt32());
     }
 
+    /// <summary>budget_tokens is enforced: once spent, the thinking closes and the answer follows.</summary>
+    [Fact]
+    public async Task TheThinkingBudgetCutsThinkingShort()
+    {
+        string Body(int budget) => $$"""{"model":"glm-demo","max_tokens":100,"temperature":0,"thinking":{"type":"enabled","budget_tokens":{{budget}}},"messages":[{"role":"user","content":"Hello!"}]}""";
+        static string Thinking(JsonElement m) => string.Concat(m.GetProperty("content").EnumerateArray().Where(b => b.GetProperty("type").GetString() == "thinking").Select(b => b.GetProperty("thinking").GetString()));
+        static string Text(JsonElement m) => string.Concat(m.GetProperty("content").EnumerateArray().Where(b => b.GetProperty("type").GetString() == "text").Select(b => b.GetProperty("text").GetString()));
+        var (_, full, _) = await Post("/v1/messages", Body(1024));
+        var (s, cut, raw) = await Post("/v1/messages", Body(2));
+        Assert.True(s == HttpStatusCode.OK, raw);
+        string fullThinking = Thinking(full), cutThinking = Thinking(cut);
+        Assert.True(fullThinking.Length > cutThinking.Length, $"'{cutThinking}' should be shorter than '{fullThinking}'");
+        Assert.StartsWith(cutThinking, fullThinking);
+        var tokenizer = server.Host.Model!.Tokenizer!;
+        Assert.True(tokenizer.Encode(cutThinking).Length <= 2, cutThinking);
+        Assert.False(string.IsNullOrEmpty(Text(cut)));
+    }
+
     [Fact]
     public async Task ForcedToolsStopSequencesAndMaxTokens()
     {

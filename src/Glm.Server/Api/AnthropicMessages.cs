@@ -26,7 +26,7 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
         var stops = StopSequences(r);
         using var chatDoc = JsonDocument.Parse(ToChatRequest(r, model.Name, stops).ToJsonString());
         var chat = new RequestReader(chatDoc.RootElement, r.BodyBytes);
-        using var turn = await ChatTurn.Start(host, metrics, log, model, chat, ct);
+        using var turn = await ChatTurn.Start(host, metrics, log, model, chat, ct, BudgetTokens(r.Element("thinking")));
 
         string id = "msg_" + Guid.NewGuid().ToString("N")[..24];
         var blocks = new BlockBuilder();
@@ -130,6 +130,10 @@ public sealed class AnthropicMessages(ModelHost host, EngineMetrics metrics, Ser
         chat["chat_template_kwargs"] = new JsonObject { ["enable_thinking"] = Thinking(r.Element("thinking")) };
         return chat;
     }
+
+    /// <summary>thinking.budget_tokens of an "enabled" thinking config (enforced: &lt;/think&gt; is forced when it is spent).</summary>
+    private static int? BudgetTokens(JsonElement? thinking) =>
+        Thinking(thinking) && thinking!.Value.GetProperty("type").GetString() == "enabled" ? thinking.Value.GetProperty("budget_tokens").GetInt32() : null;
 
     private static bool Thinking(JsonElement? thinking)
     {

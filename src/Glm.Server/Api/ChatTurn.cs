@@ -108,7 +108,9 @@ public sealed class ChatTurn : IDisposable
     }
 
     /// <summary>Validates, renders, tokenizes and admits the request's choices (all n together, or none).</summary>
-    public static async Task<ChatTurn> Start(ModelHost host, EngineMetrics metrics, Serilog.ILogger log, ServedModel model, RequestReader r, CancellationToken ct)
+    /// <param name="thinkingBudget">at most this many tokens of thinking (Anthropic's budget_tokens); then &lt;/think&gt; is forced</param>
+    public static async Task<ChatTurn> Start(ModelHost host, EngineMetrics metrics, Serilog.ILogger log, ServedModel model, RequestReader r, CancellationToken ct,
+        int? thinkingBudget = null)
     {
         bool logprobs = r.Bool("logprobs") ?? false;
         int? topLogprobs = r.Int("top_logprobs", 0, 20);
@@ -130,6 +132,12 @@ public sealed class ChatTurn : IDisposable
         bool parseTools = tools is not null && toolChoice != "none" && host.Options.ToolCallParser is not null;
         bool parseReasoning = host.Options.ReasoningParser is not null;
         bool promptOpenedThink = GlmOutputParser.PromptOpensThink(ChatPrompt.Visible(prompt));
+        if (thinkingBudget is int budget)
+        {
+            if (model.Tokenizer!.TokenToId(GlmOutputParser.ThinkOpen) is not int open || model.Tokenizer.TokenToId(GlmOutputParser.ThinkClose) is not int close)
+                throw ApiException.BadRequest("This model's tokenizer has no <think> and </think> tokens, so a thinking budget cannot be enforced.", "thinking");
+            sampling = sampling with { Params = sampling.Params with { Constraint = new ThinkingBudget(budget, open, close, promptOpenedThink, sampling.Params.Constraint) } };
+        }
 
         var timer = metrics.StartRequest();
         var sequences = Endpoints.SubmitAll(model, Enumerable.Range(0, sampling.N).Select(i => ((IReadOnlyList<int>)promptIds, sampling.ForChoice(i))).ToList());
