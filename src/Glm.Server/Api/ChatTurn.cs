@@ -1,3 +1,4 @@
+using Glm.Server.Structured;
 using System.Text;
 using System.Text.Json;
 using Glm.Engine;
@@ -115,23 +116,20 @@ public sealed class ChatTurn : IDisposable
         bool logprobs = r.Bool("logprobs") ?? false;
         int? topLogprobs = r.Int("top_logprobs", 0, 20);
         if (topLogprobs is not null && !logprobs) throw ApiException.BadRequest("'top_logprobs' requires 'logprobs' to be true.", "top_logprobs");
-        ValidateResponseFormat(r);
+        var structured = StructuredOutputRequest.Parse(r);
         var (tools, toolChoice, forcedName, prompt, promptIds) = await Render(host, model, r, ct);
+        if (structured is not null && (forcedName is not null || toolChoice == "required"))
+            throw ApiException.BadRequest($"'{structured.Param}' cannot be combined with tool_choice \"{(forcedName is null ? "required" : "function")}\": the answer is a tool call.", structured.Param);
 
         var sampling = SamplingRequest.Parse(r, model, promptIds.Length, chat: true, logprobs ? topLogprobs ?? 0 : null);
         var schemas = ToolSchemas.FromOpenAiTools(tools);
         bool parallelToolCalls = r.Bool("parallel_tool_calls") ?? true;
-        if (forcedName is not null || toolChoice == "required")
-        {
-            // A grammar over GLM's XML call form with the schema's keys: GLM emits calls as XML, never JSON.
-            var keys = schemas.ArgumentKeys();
-            var allowed = forcedName is null ? keys : new Dictionary<string, string[]> { [forcedName] = keys[forcedName] };
-            var grammar = new ToolCallGrammar(allowed, singleCall: forcedName is not null || !parallelToolCalls, schemas.RequiredKeys());
-            sampling = sampling with { Params = sampling.Params with { Constraint = new ToolCallConstraint(grammar, model.Tokenizer!, model.Config.EosTokenIds) } };
-        }
         bool parseTools = tools is not null && toolChoice != "none" && host.Options.ToolCallParser is not null;
         bool parseReasoning = host.Options.ReasoningParser is not null;
         bool promptOpenedThink = GlmOutputParser.PromptOpensThink(ChatPrompt.Visible(prompt));
+        var constraint = structured?.Constraint(model, chat: true, parseReasoning, promptOpenedThink)
+            ?? ToolCallConstraints.For(model, tools, toolChoice, forcedName, parallelToolCalls, parseReasoning, promptOpenedThink);
+        if (constraint is not null) sampling = sampling with { Params = sampling.Params with { Constraint = constraint } };
         if (thinkingBudget is int budget)
         {
             if (model.Tokenizer!.TokenToId(GlmOutputParser.ThinkOpen) is not int open || model.Tokenizer.TokenToId(GlmOutputParser.ThinkClose) is not int close)
@@ -251,17 +249,5 @@ public sealed class ChatTurn : IDisposable
     /// response_format "text" only, for now: JSON modes are refused rather than accepted and not enforced (a
     /// structured-output engine is its own issue), so a client that depends on them learns it at once.
     /// </summary>
-    private static void ValidateResponseFormat(RequestReader r)
-    {
-        if (r.Element("response_format") is not { } rf) return;
-        if (rf.ValueKind != JsonValueKind.Object || !rf.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
-            throw RequestReader.Wrong("response_format", "an object with a 'type'");
-        string t = type.GetString()!;
-        if (t == "text") return;
-        if (t is "json_object" or "json_schema")
-            throw ApiException.BadRequest($"response_format '{t}' is not supported by this server yet: it does not enforce JSON output, and will not pretend to.", "response_format", "unsupported_response_format");
-        throw ApiException.BadRequest($"response_format type '{t}' is not supported (text).", "response_format");
-    }
-
     public void Dispose() => _abort.Dispose();
 }

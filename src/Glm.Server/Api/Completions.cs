@@ -20,6 +20,11 @@ public sealed class Completions(ModelHost host, EngineMetrics metrics, Serilog.I
         bool includeUsage = r.StreamIncludeUsage(stream);
 
         var requests = prompts.Select(p => SamplingRequest.Parse(r, model, p.Length, chat: false, logprobs)).ToList();
+        if (Structured.StructuredOutputRequest.Parse(r) is { } structured)
+        {
+            var constraint = structured.Constraint(model, chat: false, reasoning: false, promptOpenedThink: false);
+            requests = requests.Select(q => q with { Params = q.Params with { Constraint = constraint } }).ToList();
+        }
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var timer = metrics.StartRequest();

@@ -102,7 +102,7 @@ public sealed class OpenAiResponses(ModelHost host, EngineMetrics metrics, Seril
             if (r.Element(name) is { } v) chat[name] = JsonNode.Parse(v.GetRawText());
         if (r.Element("tools") is { } tools) chat["tools"] = Tools(tools, namespaces);
         if (r.Element("tool_choice") is { } choice) chat["tool_choice"] = ToolChoice(choice);
-        if (r.Element("text") is { } text) CheckTextFormat(text);
+        if (r.Element("text") is { } text && TextFormat(text) is { } format) chat["response_format"] = format;
         if (r.Element("reasoning") is { } reasoning && ThinkingFor(reasoning) is bool think)
             chat["chat_template_kwargs"] = new JsonObject { ["enable_thinking"] = think };
         return chat;
@@ -121,11 +121,27 @@ public sealed class OpenAiResponses(ModelHost host, EngineMetrics metrics, Seril
         };
     }
 
-    private static void CheckTextFormat(JsonElement text)
+    /// <summary>text.format as chat's response_format: json_schema's name, schema and strict sit in format itself here.</summary>
+    private static JsonObject? TextFormat(JsonElement text)
     {
         if (text.ValueKind != JsonValueKind.Object) throw RequestReader.Wrong("text", "an object");
-        if (text.TryGetProperty("format", out var format) && format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.GetString() != "text")
-            throw ApiException.BadRequest($"text.format '{type.GetString()}' is not supported by this server yet: it does not enforce JSON output, and will not pretend to.", "text.format", "unsupported_response_format");
+        if (!text.TryGetProperty("format", out var format) || format.ValueKind == JsonValueKind.Null) return null;
+        if (format.ValueKind != JsonValueKind.Object || !format.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+            throw RequestReader.Wrong("text.format", "an object with a 'type'");
+        switch (type.GetString())
+        {
+            case "text": return null;
+            case "json_object": return new JsonObject { ["type"] = "json_object" };
+            case "json_schema":
+            {
+                var schema = new JsonObject();
+                foreach (string key in new[] { "name", "schema", "strict", "description" })
+                    if (format.TryGetProperty(key, out var v)) schema[key] = JsonNode.Parse(v.GetRawText());
+                return new JsonObject { ["type"] = "json_schema", ["json_schema"] = schema };
+            }
+            case var other:
+                throw ApiException.BadRequest($"text.format type '{other}' is not supported (text, json_object, json_schema).", "text.format");
+        }
     }
 
     private static void AddItems(JsonArray messages, JsonElement items)

@@ -112,6 +112,45 @@ public sealed class JsonSchemaCompiler
         return JsonGrammar.TextWithout(_b, terminator);
     }
 
+    /// <summary>
+    /// How a GLM tool argument of this schema is written: "raw" (the schema wants only strings: the text itself),
+    /// "any" (a string is one of the choices: any text, read by the typing rule), or "json" (no string allowed:
+    /// the value as JSON).
+    /// </summary>
+    public string ArgumentForm(JsonNode? schema)
+    {
+        var types = StringTypes(schema, 0);
+        return types switch { null => "any", (true, false) => "raw", (true, true) => "any", _ => "json" };
+    }
+
+    /// <summary>(allows a string, allows something else); null when the schema says nothing (anything goes).</summary>
+    private (bool String, bool Other)? StringTypes(JsonNode? schema, int depth)
+    {
+        if (depth > 16) return null;
+        var s = Deref(schema);
+        if (s is not JsonObject o) return s is JsonValue v && v.GetValueKind() == JsonValueKind.False ? (false, false) : null;
+        if (o.ContainsKey("enum") || o.ContainsKey("const"))
+        {
+            var values = o.ContainsKey("const") ? [o["const"]] : o["enum"] is JsonArray a ? a.ToList() : [];
+            return (values.Any(x => TypeOf(x) == "string"), values.Any(x => TypeOf(x) != "string"));
+        }
+        if (Types(o) is { } t) return (t.Contains("string"), t.Any(x => x != "string"));
+        foreach (string key in new[] { "anyOf", "oneOf" })
+            if (o[key] is JsonArray branches)
+            {
+                bool str = false, other = false;
+                foreach (var b in branches)
+                {
+                    if (StringTypes(b, depth + 1) is not { } bt) return null;
+                    str |= bt.String; other |= bt.Other;
+                }
+                return (str, other);
+            }
+        if (o["allOf"] is JsonArray parts)
+            foreach (var part in parts) if (StringTypes(part, depth + 1) is { } pt) return pt;
+        return Inferred(o) is { } inferred ? (inferred.Contains("string"), inferred.Any(x => x != "string")) : null;
+    }
+
     private JsonNode? Deref(JsonNode? s)
     {
         for (int i = 0; i < 16 && s is JsonObject o && Str(o, "$ref") is { } r; i++) s = Resolve(r);
@@ -371,7 +410,57 @@ public sealed class JsonSchemaCompiler
 
     // ---- objects ----
 
+    /// <summary>An object schema's members as a grammar sees them: each key (in order) with its schema and whether it must appear, and the schema of extra keys (null: none).</summary>
+    public sealed record ObjectShape(IReadOnlyList<(string Name, JsonNode? Schema, bool Required)> Members, JsonNode? Extra, IReadOnlyCollection<string> Excluded);
+
     private Expr ObjectExpr(JsonObject o)
+    {
+        if (Shape(o) is not { } shape) return Expr.Never;
+        var members = shape.Members.Select(x => Expr.Seq(Expr.Literal(JsonText.Quote(x.Name)), JsonGrammar.Colon, Value(x.Schema))).ToArray();
+        var extra = shape.Extra is null ? null
+            : Expr.Seq(KeyExcept(shape.Members.Select(x => x.Name).Concat(shape.Excluded)), JsonGrammar.Colon, Value(shape.Extra));
+        return Expr.Seq(Expr.Char('{'), OrderedMembers(members, shape.Members.Select(x => x.Required).ToArray(), extra, JsonGrammar.Comma), Expr.Char('}'));
+    }
+
+    /// <summary>
+    /// Members in order, the required ones always and the optional ones maybe, with <paramref name="separator"/>
+    /// between any two, then any number of extra members. Each "rest of the members" is one shared expression, so
+    /// the grammar grows linearly with the number of optional members, not exponentially.
+    /// </summary>
+    public static Expr OrderedMembers(Expr[] members, bool[] required, Expr? extra, Expr separator)
+    {
+        Expr tailAfter = extra is null ? Expr.Empty : Expr.Star(Expr.Seq(separator, extra));
+        Expr tailFirst = extra is null ? Expr.Empty : Expr.Optional(Expr.Seq(extra, tailAfter));
+        for (int i = members.Length - 1; i >= 0; i--)
+        {
+            var withAfter = Expr.Seq(separator, members[i], tailAfter);
+            var withFirst = Expr.Seq(members[i], tailAfter);
+            tailFirst = required[i] ? withFirst : Expr.Alt(withFirst, tailFirst);
+            tailAfter = required[i] ? withAfter : Expr.Alt(withAfter, tailAfter);
+        }
+        return tailFirst;
+    }
+
+    /// <summary>
+    /// The shapes an object schema allows: through $ref and allOf, one per anyOf/oneOf branch. Empty when the
+    /// schema allows no object.
+    /// </summary>
+    public IReadOnlyList<ObjectShape> ObjectShapes(JsonNode? schema)
+    {
+        var s = Deref(schema);
+        if (s is JsonValue v) return v.GetValueKind() == JsonValueKind.True ? [Shape(new JsonObject())!] : [];
+        if (s is not JsonObject o) throw new SchemaException("a tool's parameters must be a JSON Schema object");
+        if (o["allOf"] is JsonArray parts) return ObjectShapes(Merge([.. parts, Without(o, "allOf")]));
+        foreach (string key in new[] { "anyOf", "oneOf" })
+            if (o[key] is JsonArray branches)
+            {
+                var rest = Without(o, key);
+                return branches.SelectMany(b => ObjectShapes(HasValidation(rest) ? Merge([rest, b]) : b)).ToList();
+            }
+        return Shape(o) is { } shape ? [shape] : [];
+    }
+
+    private ObjectShape? Shape(JsonObject o)
     {
         var props = new List<(string Name, JsonNode? Schema)>();
         if (o["properties"] is JsonObject p) foreach (var (name, schema) in p) props.Add((name, schema));
@@ -416,7 +505,7 @@ public sealed class JsonSchemaCompiler
             foreach (var (name, dep) in dependentSchemas.ToList())
                 if (required.Contains(name)) { merged.Add(dep); dependentSchemas.Remove(name); changed = true; }
         }
-        if (merged.Count > 0) return Body(Merge([Without(o, "dependencies", "dependentSchemas"), .. merged]));
+        if (merged.Count > 0) return Merge([Without(o, "dependencies", "dependentSchemas"), .. merged]) is JsonObject joined ? Shape(joined) : null;
         foreach (var name in dependentRequired.Keys.Concat(dependentSchemas.Keys)) if (!required.Contains(name)) excluded.Add(name);
 
         // Required keys the properties do not declare: their schema is the matching pattern's, or additionalProperties'.
@@ -425,7 +514,7 @@ public sealed class JsonSchemaCompiler
             {
                 var byPattern = patterns.FirstOrDefault(x => x.Regex.IsMatch(name));
                 if (byPattern.Regex is not null) props.Add((name, byPattern.Schema));
-                else if (closedExplicitly) return Expr.Never;
+                else if (closedExplicitly) return null;
                 else props.Add((name, additionalGiven ? additional : JsonValue.Create(true)));
             }
         // Declared keys that a pattern also matches must satisfy both.
@@ -447,7 +536,7 @@ public sealed class JsonSchemaCompiler
         }
         if (maxP is { } mxp)
         {
-            if (requiredCount > mxp) return Expr.Never;
+            if (requiredCount > mxp) return null;
             extra = null;
             int room = mxp - requiredCount;
             var keep = new List<(string, JsonNode?)>();
@@ -458,24 +547,7 @@ public sealed class JsonSchemaCompiler
             isRequired = [.. keepRequired];
         }
 
-        int n = props.Count;
-        var members = props.Select(x => Expr.Seq(Expr.Literal(JsonText.Quote(x.Name)), JsonGrammar.Colon, Value(x.Schema))).ToArray();
-        Expr ExtrasAfter(bool any)
-        {
-            if (extra is null) return Expr.Empty;
-            var member = Expr.Seq(KeyExcept(props.Select(x => x.Name).Concat(excluded)), JsonGrammar.Colon, Value(extra));
-            var more = Expr.Star(Expr.Seq(JsonGrammar.Comma, member));
-            return any ? more : Expr.Optional(Expr.Seq(member, more));
-        }
-        Expr tailAfter = ExtrasAfter(true), tailFirst = ExtrasAfter(false);
-        for (int i = n - 1; i >= 0; i--)
-        {
-            var withAfter = Expr.Seq(JsonGrammar.Comma, members[i], tailAfter);
-            var withFirst = Expr.Seq(members[i], tailAfter);
-            tailFirst = isRequired[i] ? withFirst : Expr.Alt(withFirst, tailFirst);
-            tailAfter = isRequired[i] ? withAfter : Expr.Alt(withAfter, tailAfter);
-        }
-        return Expr.Seq(Expr.Char('{'), tailFirst, Expr.Char('}'));
+        return new ObjectShape(props.Select((x, i) => (x.Name, x.Schema, isRequired[i])).ToList(), extra, excluded);
     }
 
     /// <summary>A JSON string key that is none of <paramref name="names"/> (so an extra key never repeats a declared one).</summary>

@@ -24,15 +24,17 @@ public sealed class RegexSubset
     public static readonly CharSet Dot = CharSet.Of("\n\r\u2028\u2029").Complement();
 
     /// <summary>The pattern as an expression over the characters of the whole string it must match somewhere in.</summary>
+    /// <param name="fullMatch">the pattern must match the whole text, as if anchored at both ends (vLLM's regex outputs)</param>
     /// <exception cref="FormatException">the pattern uses something outside the subset, or is malformed</exception>
-    public static Expr Parse(string pattern)
+    public static Expr Parse(string pattern, bool fullMatch = false)
     {
         var r = new RegexSubset(pattern);
         var alternatives = new List<Expr>();
         while (true)
         {
-            bool start = r.Eat('^');
+            bool start = r.Eat('^') || fullMatch;
             var body = r.Sequence(topLevel: true, out bool end);
+            end |= fullMatch;
             alternatives.Add(Expr.Seq(start ? Expr.Empty : Expr.Star(Expr.Chars(CharSet.Any)), body, end ? Expr.Empty : Expr.Star(Expr.Chars(CharSet.Any))));
             if (r._i >= r._p.Length) break;
             if (!r.Eat('|')) throw r.Error("unbalanced ')'");
