@@ -127,8 +127,10 @@ public sealed class ChatTurn : IDisposable
         bool parseTools = tools is not null && toolChoice != "none" && host.Options.ToolCallParser is not null;
         bool parseReasoning = host.Options.ReasoningParser is not null;
         bool promptOpenedThink = GlmOutputParser.PromptOpensThink(ChatPrompt.Visible(prompt));
-        var constraint = structured?.Constraint(model, chat: true, parseReasoning, promptOpenedThink)
-            ?? ToolCallConstraints.For(model, tools, toolChoice, forcedName, parallelToolCalls, parseReasoning, promptOpenedThink);
+        // The model may think before a constrained answer, unless the prompt already closed its think block.
+        bool mayThink = parseReasoning && !GlmOutputParser.PromptClosesThink(ChatPrompt.Visible(prompt));
+        var constraint = structured?.Constraint(model, chat: true, mayThink, promptOpenedThink)
+            ?? ToolCallConstraints.For(model, tools, toolChoice, forcedName, parallelToolCalls, mayThink, promptOpenedThink);
         if (constraint is not null) sampling = sampling with { Params = sampling.Params with { Constraint = constraint } };
         if (thinkingBudget is int budget)
         {

@@ -304,19 +304,23 @@ public sealed class JsonSchemaCompiler
     {
         const string date = "[0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))";
         const string time = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])";
-        const string label = "[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?";
-        const string host = label + "(\\." + label + "){0,4}";
+        // Short, common shapes: a subset of each format (every member valid), small enough that a weak model
+        // cannot wander inside a bounded repetition for hundreds of tokens.
+        const string label = "[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?";
+        const string host = label + "(\\." + label + "){0,3}";
         const string octet = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
-        const string path = "(/[a-zA-Z0-9._~!$&'()*+,;=:@%-]{0,40}){0,8}";
-        const string uri = "https?://" + host + "(\\." + label + ")?" + path + "(\\?[a-zA-Z0-9._~=&-]{0,60})?";
+        const string path = "(/[a-zA-Z0-9._~-]{0,16}){0,4}";
+        const string tld = "[a-z]{2,6}";
+        const string uri = "https?://" + label + "(\\." + label + "){0,2}\\." + tld + path + "(\\?[a-z0-9_]{1,12}=[a-zA-Z0-9_.-]{0,16})?";
+        const string email = "^[a-zA-Z0-9_+-]{1,20}(\\.[a-zA-Z0-9_+-]{1,20}){0,2}@" + label + "(\\." + label + "){0,2}\\." + tld + "$";
         return new Dictionary<string, Expr>
         {
             ["date"] = Rx("^" + date + "$"),
             ["time"] = Rx("^" + time + "$"),
             ["date-time"] = Rx("^" + date + "T" + time + "$"),
             ["uuid"] = Rx("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
-            ["email"] = Rx("^[a-zA-Z0-9_+-]{1,32}(\\.[a-zA-Z0-9_+-]{1,32}){0,3}@" + label + "(\\." + label + "){1,3}$"),
-            ["idn-email"] = Rx("^[a-zA-Z0-9_+-]{1,32}(\\.[a-zA-Z0-9_+-]{1,32}){0,3}@" + label + "(\\." + label + "){1,3}$"),
+            ["email"] = Rx(email),
+            ["idn-email"] = Rx(email),
             ["uri"] = Rx("^" + uri + "$"),
             ["iri"] = Rx("^" + uri + "$"),
             ["url"] = Rx("^" + uri + "$"),

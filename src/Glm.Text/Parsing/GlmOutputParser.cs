@@ -73,6 +73,9 @@ public sealed class GlmOutputParser
     }
 
     /// <summary>Whether a rendered prompt leaves a &lt;think&gt; block open for the model to continue.</summary>
+    /// <summary>Whether the prompt ends with a closed think block (thinking turned off): the answer comes next.</summary>
+    public static bool PromptClosesThink(string prompt) => prompt.TrimEnd().EndsWith(ThinkClose, StringComparison.Ordinal);
+
     public static bool PromptOpensThink(string prompt) => prompt.LastIndexOf(ThinkOpen, StringComparison.Ordinal) > prompt.LastIndexOf(ThinkClose, StringComparison.Ordinal);
 
     /// <summary>The calls that closed so far, in order.</summary>
