@@ -143,7 +143,7 @@ public class OpenAiResponsesTests(AgentServer server) : IClassFixture<AgentServe
     [Theory]
     [InlineData("""{"model":"glm-demo","input":"hi","previous_response_id":"resp_123"}""", "previous_response_id")]
     [InlineData("""{"model":"glm-demo","input":[{"type":"message","role":"user","content":[{"type":"input_image","image_url":"http://x/y.png"}]}]}""", "input[0].content[0].type")]
-    [InlineData("""{"model":"glm-demo","input":"hi","text":{"format":{"type":"json_schema","name":"x","schema":{"type":"object"}}}}""", "text.format")]
+    [InlineData("""{"model":"glm-demo","input":"hi","text":{"format":{"type":"yaml"}}}""", "text.format")]
     [InlineData("""{"model":"glm-demo"}""", "input")]
     [InlineData("""{"model":"glm-demo","input":[{"type":"web_search_call","id":"ws_1"}]}""", "input[0].type")]
     public async Task UnsupportedInputsAreClear400s(string json, string param)
