@@ -25,6 +25,7 @@ public static class Program
         string what = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "all";
         if (what == "cuda") return CudaBench.Run();
         if (what == "forward") return ForwardSpeed(ArgInt(args, "--threads", Environment.ProcessorCount));
+        if (what == "structured") return StructuredBench.Run();
         int layers = ArgInt(args, "--layers", 2);
         MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);
         Console.WriteLine($"# Glm.Bench on {Environment.ProcessorCount} cores, {MatMul.Threads} threads, AVX2={System.Runtime.Intrinsics.X86.Avx2.IsSupported}, AVX-512={System.Runtime.Intrinsics.X86.Avx512F.IsSupported}");

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Glm.Engine;
+using Glm.Engine.Constraints;
 using Glm.Server.Api;
 using Glm.Server.Hosting;
 using Glm.Text.Grammar;

@@ -10,12 +10,30 @@ public sealed class CharSet
     private readonly int[] _ranges; // lo0, hi0, lo1, hi1, ... sorted, disjoint, not adjacent
     private readonly ulong _ascii0, _ascii1;
 
+    /// <summary>Whether the set holds every non-ASCII scalar value, or none: then which one a multi-byte character is does not matter.</summary>
+    public bool AllNonAscii { get; }
+    public bool NoNonAscii { get; }
+
     private CharSet(int[] ranges)
     {
         _ranges = ranges;
+        NoNonAscii = ranges.Length == 0 || ranges[^1] < 128;
+        AllNonAscii = CoversNonAscii(ranges);
         for (int i = 0; i < ranges.Length; i += 2)
             for (int c = ranges[i]; c <= Math.Min(ranges[i + 1], 127); c++)
                 if (c < 64) _ascii0 |= 1UL << c; else _ascii1 |= 1UL << (c - 64);
+    }
+
+    private static bool CoversNonAscii(int[] r)
+    {
+        // [.. 0xD7FF] and [0xE000 .. 0x10FFFF] must both be inside single ranges.
+        bool low = false, high = false;
+        for (int i = 0; i < r.Length; i += 2)
+        {
+            if (r[i] <= 0x80 && r[i + 1] >= 0xD7FF) low = true;
+            if (r[i] <= 0xE000 && r[i + 1] >= MaxCodePoint) high = true;
+        }
+        return low && high;
     }
 
     public static readonly CharSet Empty = new([]);

@@ -84,8 +84,8 @@ public sealed class Grammar
     }
 
     /// <summary>
-    /// A position: the configurations reached, and a partly read UTF-8 character (its bits so far, the bytes it
-    /// still needs and the bytes it has in all).
+    /// A position: the configurations reached, and a partly read UTF-8 character (its bits so far, or -1 when
+    /// any character will do; the bytes it still needs; the bytes it has in all).
     /// </summary>
     public sealed class State(Config[] configs, int partial, int remaining, int length)
     {
@@ -116,14 +116,35 @@ public sealed class Grammar
             else if (b is >= 0xE0 and <= 0xEF) { need = 2; bits = b & 0x0F; }
             else if (b is >= 0xF0 and <= 0xF4) { need = 3; bits = b & 0x07; }
             else return null;
+            // Where every set takes all non-ASCII characters or none (string content, most classes), which
+            // character comes does not matter: one state per byte count instead of one per prefix. Not for the
+            // lead bytes whose next byte decides validity (overlong or surrogate forms).
+            if (b is not (0xE0 or 0xED or 0xF0 or 0xF4) && Uniform(s.Configs))
+                return AnyNonAscii(s.Configs) ? new State(s.Configs, -1, need, need + 1) : null;
             return Viable(s.Configs, bits, need, need + 1) ? new State(s.Configs, bits, need, need + 1) : null;
         }
         if ((b & 0xC0) != 0x80) return null;
+        if (s.Partial < 0)
+            return s.Remaining > 1 ? new State(s.Configs, -1, s.Remaining - 1, s.Length) : StepChar(s.Configs, 0x100, out popped);
         int value = s.Partial << 6 | (b & 0x3F), remaining = s.Remaining - 1;
         if (remaining > 0) return Viable(s.Configs, value, remaining, s.Length) ? new State(s.Configs, value, remaining, s.Length) : null;
         int min = s.Length switch { 2 => 0x80, 3 => 0x800, _ => 0x10000 };
         if (value < min || value > CharSet.MaxCodePoint || value is >= 0xD800 and <= 0xDFFF) return null;
         return StepChar(s.Configs, value, out popped);
+    }
+
+    private bool Uniform(Config[] configs)
+    {
+        foreach (var c in configs)
+            if (Nodes[c.Node] is { Kind: Kind.Char } n && !n.Set!.AllNonAscii && !n.Set.NoNonAscii) return false;
+        return true;
+    }
+
+    private bool AnyNonAscii(Config[] configs)
+    {
+        foreach (var c in configs)
+            if (Nodes[c.Node] is { Kind: Kind.Char } n && n.Set!.AllNonAscii) return true;
+        return false;
     }
 
     private bool Viable(Config[] configs, int bits, int remaining, int length)

@@ -218,7 +218,9 @@ public sealed class JsonSchemaCompiler
         "boolean" => Expr.Alt(Expr.Literal("true"), Expr.Literal("false")),
         "integer" => IntegerExpr(o),
         "number" => NumberExpr(o),
-        "string" => Expr.Seq(Expr.Char('"'), StringShape(o, Int(o, "minLength") ?? 0, Int(o, "maxLength"), "\""), Expr.Char('"')),
+        "string" => !o.ContainsKey("pattern") && FormatExpr(Str(o, "format")) is null && (Int(o, "minLength") ?? 0) == 0 && Int(o, "maxLength") is null
+            ? AnyString()
+            : Expr.Seq(Expr.Char('"'), StringShape(o, Int(o, "minLength") ?? 0, Int(o, "maxLength"), "\""), Expr.Char('"')),
         "array" => ArrayExpr(o),
         "object" => ObjectExpr(o),
         _ => throw new SchemaException($"unknown type '{type}'"),
@@ -289,7 +291,6 @@ public sealed class JsonSchemaCompiler
         {
             if (maxLength is { } mx && mx < minLength) return Expr.Never;
             if (!json) return Expr.Repeat(Expr.Chars(CharSet.Any), minLength, maxLength ?? -1);
-            if (minLength == 0 && maxLength is null) return Expr.Rule(AnyStringContent());
             return Expr.Repeat(JsonChar(), minLength, maxLength ?? -1);
         }
         if (minLength > 0 || maxLength is not null)
@@ -338,16 +339,20 @@ public sealed class JsonSchemaCompiler
 
     private Expr JsonChar() => Expr.Alt(Expr.Chars(JsonGrammar.Plain), Expr.Rule(_escape ??= _b.Add("escape", JsonGrammar.Escape)));
 
-    private int AnyStringContent()
+    /// <summary>
+    /// A string's content and its closing quote, as one shared rule. The quote belongs inside: a rule that could
+    /// end after any character would make every trie position a place where the mask depends on the caller.
+    /// </summary>
+    private int StringRest()
     {
         if (_anyString is { } id) return id;
-        id = _b.Declare("string-content");
+        id = _b.Declare("string-rest");
         _anyString = id;
-        _b.Define(id, Expr.Star(JsonChar()));
+        _b.Define(id, Expr.Seq(Expr.Star(JsonChar()), Expr.Char('"')));
         return id;
     }
 
-    private Expr AnyString() => Expr.Seq(Expr.Char('"'), Expr.Rule(AnyStringContent()), Expr.Char('"'));
+    private Expr AnyString() => Expr.Seq(Expr.Char('"'), Expr.Rule(StringRest()));
 
     // ---- any value ----
 
@@ -559,7 +564,7 @@ public sealed class JsonSchemaCompiler
     {
         var set = names.Distinct().ToList();
         if (set.Count == 0) return AnyString();
-        var rest = Expr.Seq(Expr.Rule(AnyStringContent()), Expr.Char('"'));
+        var rest = Expr.Rule(StringRest());
         int escape = _escape ??= _b.Add("escape", JsonGrammar.Escape);
         Expr Node(string prefix)
         {

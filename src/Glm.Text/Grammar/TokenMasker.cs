@@ -21,7 +21,7 @@ public sealed class TokenMasker
     private readonly Dictionary<int, NodeMask> _nodeMasks = [];
     private readonly Dictionary<StateKey, LocalState> _local = [];
     private readonly Dictionary<StateKey, ulong[]> _recent = [];
-    private const int RecentLimit = 128;
+    private const int RecentLimit = 128, MaxStates = 200_000;
 
     public TokenMasker(Grammar grammar, TokenTrie trie)
     {
@@ -40,7 +40,7 @@ public sealed class TokenMasker
         public readonly int[] Resumes = resumes;
     }
 
-    /// <summary>A state of the stack-free walk with its memoized byte transitions.</summary>
+    /// <summary>A walk's state (stack-free, or a real caller's) with its memoized byte transitions.</summary>
     private sealed class LocalState(Grammar.State state)
     {
         public readonly Grammar.State State = state;
@@ -56,7 +56,8 @@ public sealed class TokenMasker
             var key = new StateKey(state);
             if (_recent.TryGetValue(key, out var cached)) { cached.CopyTo(allowed, 0); return; }
             Array.Clear(allowed, 0, _words);
-            if (state.InCharacter) Walk(0, state, allowed);
+            if (_local.Count > MaxStates) _local.Clear(); // states with real stacks pile up over a long answer
+            if (state.InCharacter) Walk(0, Intern(state), allowed, null);
             else
                 foreach (var config in state.Configs)
                 {
@@ -67,23 +68,13 @@ public sealed class TokenMasker
                     if (mask.Resumes.Length == 0 || config.Stack is not { } stack) continue;
                     var after = _grammar.Close([new Grammar.Config(stack.ReturnNode, stack.Parent)], out _);
                     if (after.Length == 0) continue;
-                    var caller = new Grammar.State(after, 0, 0, 0);
-                    foreach (int node in mask.Resumes) Walk(node, caller, allowed);
+                    // Every resume continues with the same caller state: its transitions are memoized like the
+                    // stack-free ones, so the resumes' shared first bytes are stepped once.
+                    var caller = Intern(new Grammar.State(after, 0, 0, 0));
+                    foreach (int node in mask.Resumes) Walk(node, caller, allowed, null);
                 }
             if (_recent.Count >= RecentLimit) _recent.Clear();
             _recent[key] = (ulong[])allowed.Clone();
-        }
-    }
-
-    /// <summary>Marks every token below <paramref name="node"/> that the (real) state allows.</summary>
-    private void Walk(int node, Grammar.State state, ulong[] allowed)
-    {
-        var end = _trie.End;
-        for (int c = node + 1; c < end[node]; c = end[c])
-        {
-            if (_grammar.Step(state, _trie.Label[c]) is not { } next) continue;
-            _trie.MarkTokens(c, allowed);
-            if (end[c] > c + 1) Walk(c, next, allowed);
         }
     }
 
@@ -93,7 +84,7 @@ public sealed class TokenMasker
         var bits = new ulong[_words];
         var resumes = new List<int>();
         var start = Intern(new Grammar.State([new Grammar.Config(grammarNode, null)], 0, 0, 0));
-        LocalWalk(0, start, bits, resumes);
+        Walk(0, start, bits, resumes);
         int count = 0;
         foreach (ulong w in bits) count += BitOperations.PopCount(w);
         m = count * 64 < _trie.VocabSize
@@ -103,7 +94,12 @@ public sealed class TokenMasker
         return m;
     }
 
-    private void LocalWalk(int node, LocalState state, ulong[] bits, List<int> resumes)
+    /// <summary>
+    /// Marks every token below <paramref name="node"/> that the state allows. For a stack-free walk
+    /// (<paramref name="resumes"/> given) a rule that ends mid-token records where to resume with the real caller;
+    /// states with real stacks never end that way.
+    /// </summary>
+    private void Walk(int node, LocalState state, ulong[] bits, List<int>? resumes)
     {
         var end = _trie.End;
         for (int c = node + 1; c < end[node]; c = end[c])
@@ -122,11 +118,11 @@ public sealed class TokenMasker
                 // The rule ended on this byte: the token here is allowed (its caller continues), and longer ones
                 // depend on the caller: remember where to resume with the real stack.
                 _trie.MarkTokens(c, bits);
-                if (end[c] > c + 1) resumes.Add(c);
+                if (end[c] > c + 1) resumes?.Add(c);
             }
             if (to is null) continue;
             _trie.MarkTokens(c, bits);
-            if (end[c] > c + 1) LocalWalk(c, to, bits, resumes);
+            if (end[c] > c + 1) Walk(c, to, bits, resumes);
         }
     }
 
@@ -141,24 +137,25 @@ public sealed class TokenMasker
     private readonly struct StateKey : IEquatable<StateKey>
     {
         private readonly Grammar.Config[] _configs;
-        private readonly int _partial, _remaining, _hash;
+        private readonly int _partial, _remaining, _length, _hash;
 
         public StateKey(Grammar.State s)
         {
             _configs = [.. s.Configs];
             Array.Sort(_configs, static (a, b) => a.Node != b.Node ? a.Node.CompareTo(b.Node)
                 : RuntimeHelpers.GetHashCode(a.Stack).CompareTo(RuntimeHelpers.GetHashCode(b.Stack)));
-            _partial = s.Partial | s.Length << 24;
+            _partial = s.Partial;
             _remaining = s.Remaining;
+            _length = s.Length;
             var h = new HashCode();
-            h.Add(_partial); h.Add(_remaining);
+            h.Add(_partial); h.Add(_remaining); h.Add(_length);
             foreach (var c in _configs) { h.Add(c.Node); h.Add(RuntimeHelpers.GetHashCode(c.Stack)); }
             _hash = h.ToHashCode();
         }
 
         public bool Equals(StateKey other)
         {
-            if (_hash != other._hash || _partial != other._partial || _remaining != other._remaining || _configs.Length != other._configs.Length) return false;
+            if (_hash != other._hash || _partial != other._partial || _remaining != other._remaining || _length != other._length || _configs.Length != other._configs.Length) return false;
             for (int i = 0; i < _configs.Length; i++)
                 if (_configs[i].Node != other._configs[i].Node || !ReferenceEquals(_configs[i].Stack, other._configs[i].Stack)) return false;
             return true;

@@ -1,7 +1,7 @@
 using Glm.Engine;
 using Glm.Text.Grammar;
 
-namespace Glm.Server.Structured;
+namespace Glm.Engine.Constraints;
 
 /// <summary>
 /// Tools marked "strict": true under tool_choice "auto": the model writes freely, and once it opens a call

@@ -1,7 +1,7 @@
 using Glm.Engine;
 using Glm.Text.Grammar;
 
-namespace Glm.Server.Structured;
+namespace Glm.Engine.Constraints;
 
 /// <summary>
 /// Enforces a grammar on a sequence's output through the engine's constraint slot. With reasoning on, the model

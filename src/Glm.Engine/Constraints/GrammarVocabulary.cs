@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using Glm.Text.Grammar;
 using Glm.Text.Tokenization;
 
-namespace Glm.Server.Structured;
+namespace Glm.Engine.Constraints;
 
 /// <summary>
 /// One tokenizer's vocabulary as grammar text: each token's bytes (null for special tokens; added tokens such as
@@ -20,32 +20,41 @@ public sealed class GrammarVocabulary
     /// <summary>The added (non-special) tokens, one bit per id: GLM's markup, never part of a JSON answer.</summary>
     public ulong[] Added { get; }
     public TokenTrie Trie { get; }
-    /// <summary>Tokens whose text is exactly "\n" (the one newline GLM writes before an answer).</summary>
-    public int[] Newline { get; }
 
     private readonly LinkedList<(string Key, (Grammar Grammar, TokenMasker Masker) Value)> _lru = new();
     private readonly Dictionary<string, LinkedListNode<(string, (Grammar, TokenMasker))>> _index = [];
 
-    private GrammarVocabulary(BpeTokenizer tokenizer)
+    /// <param name="bytes">each token's bytes, null for tokens never part of constrained text</param>
+    /// <param name="added">the added tokens (GLM's markup), one bit per id</param>
+    public GrammarVocabulary(byte[]?[] bytes, ulong[] added)
     {
-        Bytes = new byte[]?[tokenizer.VocabSize];
-        Added = new ulong[(tokenizer.VocabSize + 63) / 64];
+        Bytes = bytes;
+        Added = added;
+        Trie = new TokenTrie(bytes.Length, id => Bytes[id]);
+    }
+
+    private GrammarVocabulary(BpeTokenizer tokenizer) : this(TokenBytes(tokenizer, out var added), added) { }
+
+    private static byte[]?[] TokenBytes(BpeTokenizer tokenizer, out ulong[] addedBits)
+    {
+        var bytes = new byte[]?[tokenizer.VocabSize];
+        var added = new ulong[(tokenizer.VocabSize + 63) / 64];
         var buffer = new List<byte>();
         for (int id = 0; id < tokenizer.VocabSize; id++)
         {
             if (tokenizer.IsSpecial(id)) continue;
             if (tokenizer.IsAdded(id))
             {
-                Bytes[id] = System.Text.Encoding.UTF8.GetBytes(tokenizer.IdToToken(id)!);
-                Added[id >> 6] |= 1UL << id;
+                bytes[id] = System.Text.Encoding.UTF8.GetBytes(tokenizer.IdToToken(id)!);
+                added[id >> 6] |= 1UL << id;
                 continue;
             }
             buffer.Clear();
             tokenizer.TokenBytes(id, buffer);
-            Bytes[id] = [.. buffer];
+            bytes[id] = [.. buffer];
         }
-        Trie = new TokenTrie(tokenizer.VocabSize, id => Bytes[id]);
-        Newline = Enumerable.Range(0, Bytes.Length).Where(id => Bytes[id] is [(byte)'\n']).ToArray();
+        addedBits = added;
+        return bytes;
     }
 
     public static GrammarVocabulary For(BpeTokenizer tokenizer) => ByTokenizer.GetValue(tokenizer, t => new GrammarVocabulary(t));
