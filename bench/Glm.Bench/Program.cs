@@ -16,7 +16,7 @@ namespace Glm.Bench;
 /// <summary>
 /// Benchmarks. Every result is reported with a baseline measured in the same run (the scalar kernel, the
 /// machine's read bandwidth, batch 1, BF16 pages) because these machines are shared and noisy.
-/// usage: Glm.Bench [all|bandwidth|gemv|quantized|model|engine|attention|tokenizer|cuda] [--layers N] [--threads N]
+/// usage: Glm.Bench [all|bandwidth|gemv|quantized|model|engine|attention|tokenizer|cuda|forward|structured|schemabench] [--layers N] [--threads N]
 /// </summary>
 public static class Program
 {
@@ -26,6 +26,12 @@ public static class Program
         if (what == "cuda") return CudaBench.Run();
         if (what == "forward") return ForwardSpeed(ArgInt(args, "--threads", Environment.ProcessorCount));
         if (what == "structured") return StructuredBench.Run();
+        if (what == "schemabench")
+        {
+            int at = Array.IndexOf(args, "--schemas");
+            if (at < 0 || at + 1 >= args.Length) { Console.Error.WriteLine("schemabench needs --schemas PATH (a JSON list of {id, category, schema})"); return 2; }
+            return SchemaBenchCoverage.Run(args[at + 1], ArgInt(args, "--max-tokens", 384), FindRoot());
+        }
         int layers = ArgInt(args, "--layers", 2);
         MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);
         Console.WriteLine($"# Glm.Bench on {Environment.ProcessorCount} cores, {MatMul.Threads} threads, AVX2={System.Runtime.Intrinsics.X86.Avx2.IsSupported}, AVX-512={System.Runtime.Intrinsics.X86.Avx512F.IsSupported}");

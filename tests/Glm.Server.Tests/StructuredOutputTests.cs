@@ -246,7 +246,7 @@ public class StructuredOutputTests(DemoServer server, ITestOutputHelper output) 
     }
 
     [Theory]
-    [InlineData("""{"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"not":{"type":"string"}}}}}}}""", "response_format.json_schema.schema", "'not' at /properties/a")]
+    [InlineData("""{"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"type":"array","contains":{"type":"string"}}}}}}}""", "response_format.json_schema.schema", "'contains' at /properties/a")]
     [InlineData("""{"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":false},"required":["a"]}}}}""", "response_format.json_schema.schema", "no value satisfies")]
     [InlineData("""{"guided_json":"{not json"}""", "guided_json", "not valid JSON")]
     [InlineData("""{"guided_regex":"(?=a)b"}""", "guided_regex", "lookaround")]

@@ -23,7 +23,7 @@ public sealed class JsonSchemaCompiler
     public const int MaxSchemaDepth = 64;
 
     private static readonly HashSet<string> Unsupported =
-        ["not", "contains", "minContains", "maxContains", "propertyNames", "unevaluatedItems", "$dynamicRef", "$recursiveRef"];
+        ["contains", "minContains", "maxContains", "propertyNames", "unevaluatedItems", "$dynamicRef", "$recursiveRef"];
 
     /// <summary>Keywords that constrain a value (the rest are annotations or not JSON Schema at all).</summary>
     private static readonly HashSet<string> Validation =
@@ -31,10 +31,10 @@ public sealed class JsonSchemaCompiler
         "type", "enum", "const", "properties", "required", "additionalProperties", "patternProperties", "items", "prefixItems",
         "additionalItems", "minItems", "maxItems", "uniqueItems", "anyOf", "oneOf", "allOf", "$ref", "minLength", "maxLength", "pattern",
         "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minProperties", "maxProperties",
-        "dependencies", "dependentRequired", "dependentSchemas", "unevaluatedProperties", "if", "then", "else", .. Unsupported,
+        "dependencies", "dependentRequired", "dependentSchemas", "unevaluatedProperties", "if", "then", "else", "not", .. Unsupported,
     ];
 
-    private static readonly string[] ObjectKeywords = ["properties", "required", "additionalProperties", "patternProperties", "minProperties", "maxProperties", "dependencies", "dependentRequired", "dependentSchemas", "unevaluatedProperties"];
+    private static readonly string[] ObjectKeywords = [ExcludeKey, "properties", "required", "additionalProperties", "patternProperties", "minProperties", "maxProperties", "dependencies", "dependentRequired", "dependentSchemas", "unevaluatedProperties"];
     private static readonly string[] ArrayKeywords = ["items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems"];
     private static readonly string[] StringKeywords = ["minLength", "maxLength", "pattern", "format"];
     private static readonly string[] NumberKeywords = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
@@ -196,6 +196,7 @@ public sealed class JsonSchemaCompiler
                 if (!HasValidation(rest)) return Expr.Alt(branches.Select(Value));
                 return Expr.Alt(branches.Select(br => Body(Merge([rest, br]))));
             }
+        if (o.ContainsKey("not")) return Body(WithoutNot(o));
         if (o["if"] is not null && (o.ContainsKey("then") || o.ContainsKey("else")))
             throw new SchemaException("the schema uses keywords this server cannot enforce: if/then/else");
 
@@ -211,6 +212,58 @@ public sealed class JsonSchemaCompiler
         if (all.Contains("number")) all.Remove("integer");
         return Expr.Alt(all.OrderBy(t => t, StringComparer.Ordinal).Select(t => TypeExpr(t, o)));
     }
+
+    /// <summary>
+    /// "not" in the forms real schemas use, as restrictions the grammar can keep: not {} (nothing is valid);
+    /// not {required: [...]} (not all of those keys: the last optional one is never given); not {anyOf:
+    /// [{required: [a]}, ...]} (none of those keys is given); not {type: ...} (those types are removed).
+    /// Anything else is refused.
+    /// </summary>
+    private JsonNode WithoutNot(JsonObject o)
+    {
+        var rest = Without(o, "not");
+        var not = Deref(o["not"]);
+        if (not is JsonValue nv) return nv.GetValueKind() == JsonValueKind.False ? rest : JsonValue.Create(false)!;
+        if (not is not JsonObject n) throw new SchemaException("not must be a schema");
+        var keys = n.Where(kv => Validation.Contains(kv.Key)).Select(kv => kv.Key).ToList();
+        if (keys.Count == 0) return JsonValue.Create(false)!;
+        var required = (rest["required"] as JsonArray)?.Select(x => x?.GetValue<string>()).ToHashSet() ?? [];
+        var exclude = (rest[ExcludeKey] as JsonArray)?.Select(x => x!.GetValue<string>()).ToList() ?? [];
+        if (keys is ["required"] && n["required"] is JsonArray all)
+        {
+            var names = all.Select(x => x!.GetValue<string>()).ToList();
+            var optional = names.LastOrDefault(x => !required.Contains(x));
+            if (optional is null) return JsonValue.Create(false)!;
+            exclude.Add(optional);
+        }
+        else if (keys is ["anyOf"] && n["anyOf"] is JsonArray branches
+            && branches.All(b => b is JsonObject bo && bo.Count == 1 && bo["required"] is JsonArray))
+        {
+            foreach (var name in branches.SelectMany(b => ((JsonArray)b!["required"]!).Select(x => x!.GetValue<string>())))
+            {
+                if (required.Contains(name)) return JsonValue.Create(false)!;
+                exclude.Add(name);
+            }
+        }
+        else if (keys is ["type"])
+        {
+            var banned = TypeSet(n["type"]);
+            var allowed = (Types(rest) ?? Inferred(rest) ?? ["null", "boolean", "object", "array", "number", "string"]).ToHashSet();
+            if (allowed.Contains("number") && !banned.Contains("number")) allowed.Add("integer");
+            allowed.ExceptWith(banned);
+            if (banned.Contains("integer") && allowed.Remove("number"))
+                throw new SchemaException("the schema uses keywords this server cannot enforce: not {type: integer} on a number");
+            if (allowed.Count == 0) return JsonValue.Create(false)!;
+            rest["type"] = new JsonArray([.. allowed.Select(t => (JsonNode)JsonValue.Create(t)!)]);
+            return rest;
+        }
+        else throw new SchemaException($"the schema uses keywords this server cannot enforce: 'not' with {n.ToJsonString()[..Math.Min(80, n.ToJsonString().Length)]}");
+        rest[ExcludeKey] = new JsonArray([.. exclude.Distinct().Select(x => (JsonNode)JsonValue.Create(x)!)]);
+        return rest;
+    }
+
+    /// <summary>Where <see cref="WithoutNot"/> leaves the keys an object must not be given (a name no schema uses).</summary>
+    private const string ExcludeKey = "\u0000exclude";
 
     private Expr TypeExpr(string type, JsonObject o) => type switch
     {
@@ -505,6 +558,7 @@ public sealed class JsonSchemaCompiler
                     else dependentSchemas[name] = dep;
                 }
         var excluded = new HashSet<string>(StringComparer.Ordinal);
+        if (o[ExcludeKey] is JsonArray forbidden) foreach (var x in forbidden) excluded.Add(x!.GetValue<string>());
         var merged = new List<JsonNode?>();
         for (bool changed = true; changed;)
         {

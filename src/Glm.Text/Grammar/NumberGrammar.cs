@@ -5,7 +5,8 @@ namespace Glm.Text.Grammar;
 /// <summary>
 /// JSON numbers as grammar expressions: any number, any integer, and integers (or numbers) within bounds, built
 /// digit by digit as the usual range-to-regex decomposition does. Digits are bounded (15 before the point, 15
-/// after, 3 in an exponent) so a weak model cannot ramble in digits; every text these accept is a valid value.
+/// after, 2 in an exponent, so no value overflows or underflows a double) so a weak model cannot ramble in
+/// digits; every text these accept is a valid value.
 /// </summary>
 public static class NumberGrammar
 {
@@ -18,7 +19,7 @@ public static class NumberGrammar
     /// <summary>A non-negative integer without leading zeros.</summary>
     private static readonly Expr Natural = Expr.Alt(Expr.Char('0'), Expr.Seq(D19, Expr.Repeat(D, 0, MaxIntegerDigits - 1)));
     private static readonly Expr Fraction = Expr.Seq(Expr.Char('.'), Expr.Repeat(D, 1, MaxFractionDigits));
-    private static readonly Expr Exponent = Expr.Seq(Expr.Chars(CharSet.Of("eE")), Expr.Optional(Expr.Chars(CharSet.Of("+-"))), Expr.Repeat(D, 1, 3));
+    private static readonly Expr Exponent = Expr.Seq(Expr.Chars(CharSet.Of("eE")), Expr.Optional(Expr.Chars(CharSet.Of("+-"))), Expr.Repeat(D, 1, 2));
 
     public static readonly Expr Integer = Expr.Seq(Expr.Optional(Expr.Char('-')), Natural);
     public static readonly Expr Number = Expr.Seq(Integer, Expr.Optional(Fraction), Expr.Optional(Exponent));

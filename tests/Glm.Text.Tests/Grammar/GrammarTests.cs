@@ -80,6 +80,10 @@ public class JsonSchemaGrammarTests
     [InlineData("""{"type":"number","minimum":0,"exclusiveMaximum":1}""", new[] { "0", "0.5", "0.999" }, new[] { "1", "-0.5", "1.5" })]
     [InlineData("""{"$schema":"http://json-schema.org/draft-04/schema#","type":"integer","minimum":10,"exclusiveMinimum":true}""", new[] { "11" }, new[] { "10" })]
     [InlineData("""{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"dependencies":{"a":["b"]}}""", new[] { "{}", """{"b":1}""" }, new[] { """{"a":1}""" })]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"not":{"required":["a","b"]}}""", new[] { "{}", """{"a":1}""" }, new[] { """{"a":1,"b":2}""", """{"b":2}""" })]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"integer"},"b":{"not":{}}}}""", new[] { "{}", """{"a":1}""" }, new[] { """{"b":2}""" })]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"not":{"anyOf":[{"required":["a"]},{"required":["b"]}]}}""", new[] { "{}" }, new[] { """{"a":1}""", """{"b":2}""" })]
+    [InlineData("""{"type":["string","null"],"not":{"type":"null"}}""", new[] { "\"x\"" }, new[] { "null" })]
     public void Accepts_exactly_the_valid_compact_texts(string schema, string[] valid, string[] invalid)
     {
         var g = Compile(schema);
@@ -101,7 +105,7 @@ public class JsonSchemaGrammarTests
     }
 
     [Theory]
-    [InlineData("""{"not":{"type":"string"}}""", "'not' at /")]
+    [InlineData("""{"not":{"minLength":3}}""", "'not' with")]
     [InlineData("""{"type":"object","properties":{"a":{"type":"array","contains":{"type":"integer"}}}}""", "'contains' at /properties/a")]
     [InlineData("""{"if":{"type":"string"},"then":{"minLength":2}}""", "if/then/else")]
     [InlineData("""{"type":"string","pattern":"(?=x)"}""", "lookaround")]
