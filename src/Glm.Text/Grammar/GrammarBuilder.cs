@@ -47,22 +47,19 @@ public sealed class GrammarBuilder
         return result;
     }
 
-    private static bool Productive(Expr e, bool[] rules) => e switch
-    {
-        CharsExpr => true,
-        SeqExpr s => s.Items.All(i => Productive(i, rules)),
-        AltExpr a => a.Items.Any(i => Productive(i, rules)),
-        RepeatExpr r => r.Min == 0 || Productive(r.Item, rules),
-        RuleExpr r => rules[r.Id],
-        _ => false,
-    };
+    /// <summary>Whether an expression can match some finite text (given which rules can).</summary>
+    private static bool Productive(Expr e, bool[] rules) => Holds(e, rules, chars: true);
 
-    private static bool Nullable(Expr e, bool[] rules) => e switch
+    /// <summary>Whether an expression can match the empty text (given which rules can).</summary>
+    private static bool Nullable(Expr e, bool[] rules) => Holds(e, rules, chars: false);
+
+    /// <summary>The two properties differ only in what a character set contributes.</summary>
+    private static bool Holds(Expr e, bool[] rules, bool chars) => e switch
     {
-        CharsExpr => false,
-        SeqExpr s => s.Items.All(i => Nullable(i, rules)),
-        AltExpr a => a.Items.Any(i => Nullable(i, rules)),
-        RepeatExpr r => r.Min == 0 || Nullable(r.Item, rules),
+        CharsExpr => chars,
+        SeqExpr s => s.Items.All(i => Holds(i, rules, chars)),
+        AltExpr a => a.Items.Any(i => Holds(i, rules, chars)),
+        RepeatExpr r => r.Min == 0 || Holds(r.Item, rules, chars),
         RuleExpr r => rules[r.Id],
         _ => false,
     };

@@ -20,6 +20,7 @@ public sealed class TokenMasker
     private readonly object _lock = new();
     private readonly Dictionary<int, NodeMask> _nodeMasks = [];
     private readonly Dictionary<StateKey, LocalState> _local = [];
+    private readonly Dictionary<StateKey, LocalState> _scratch = [];
     private readonly Dictionary<StateKey, ulong[]> _recent = [];
     private const int RecentLimit = 128, MaxStates = 200_000;
 
@@ -41,9 +42,11 @@ public sealed class TokenMasker
     }
 
     /// <summary>A walk's state (stack-free, or a real caller's) with its memoized byte transitions.</summary>
-    private sealed class LocalState(Grammar.State state)
+    private sealed class LocalState(Grammar.State state, Dictionary<StateKey, LocalState> table)
     {
         public readonly Grammar.State State = state;
+        /// <summary>Where the states it leads to are interned: the stack-free table, or one call's scratch table.</summary>
+        public readonly Dictionary<StateKey, LocalState> Table = table;
         public readonly LocalState?[] Next = new LocalState?[256];
         public readonly byte[] Known = new byte[256]; // 0 unknown, 1 known, 2 known and the rule ended on this byte
     }
@@ -56,8 +59,9 @@ public sealed class TokenMasker
             var key = new StateKey(state);
             if (_recent.TryGetValue(key, out var cached)) { cached.CopyTo(allowed, 0); return; }
             Array.Clear(allowed, 0, _words);
-            if (_local.Count > MaxStates) _local.Clear(); // states with real stacks pile up over a long answer
-            if (state.InCharacter) Walk(0, Intern(state), allowed, null);
+            _scratch.Clear(); // states with real stacks are shared within one call, not kept
+            if (_local.Count > MaxStates) _local.Clear();
+            if (state.InCharacter) Walk(0, Intern(state, _scratch), allowed, null);
             else
                 foreach (var config in state.Configs)
                 {
@@ -70,7 +74,7 @@ public sealed class TokenMasker
                     if (after.Length == 0) continue;
                     // Every resume continues with the same caller state: its transitions are memoized like the
                     // stack-free ones, so the resumes' shared first bytes are stepped once.
-                    var caller = Intern(new Grammar.State(after, 0, 0, 0));
+                    var caller = Intern(new Grammar.State(after, 0, 0, 0), _scratch);
                     foreach (int node in mask.Resumes) Walk(node, caller, allowed, null);
                 }
             if (_recent.Count >= RecentLimit) _recent.Clear();
@@ -83,7 +87,7 @@ public sealed class TokenMasker
         if (_nodeMasks.TryGetValue(grammarNode, out var m)) return m;
         var bits = new ulong[_words];
         var resumes = new List<int>();
-        var start = Intern(new Grammar.State([new Grammar.Config(grammarNode, null)], 0, 0, 0));
+        var start = Intern(new Grammar.State([new Grammar.Config(grammarNode, null)], 0, 0, 0), _local);
         Walk(0, start, bits, resumes);
         int count = 0;
         foreach (ulong w in bits) count += BitOperations.PopCount(w);
@@ -108,7 +112,7 @@ public sealed class TokenMasker
             if (state.Known[b] == 0)
             {
                 var next = _grammar.Step(state.State, b, out bool popped);
-                state.Next[b] = next is null ? null : Intern(next);
+                state.Next[b] = next is null ? null : Intern(next, state.Table);
                 state.Known[b] = popped ? (byte)2 : (byte)1;
             }
             bool ended = state.Known[b] == 2;
@@ -126,10 +130,10 @@ public sealed class TokenMasker
         }
     }
 
-    private LocalState Intern(Grammar.State s)
+    private static LocalState Intern(Grammar.State s, Dictionary<StateKey, LocalState> into)
     {
         var key = new StateKey(s);
-        if (!_local.TryGetValue(key, out var l)) _local[key] = l = new LocalState(s);
+        if (!into.TryGetValue(key, out var l)) into[key] = l = new LocalState(s, into);
         return l;
     }
 
