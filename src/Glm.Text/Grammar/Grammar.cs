@@ -180,7 +180,4 @@ public sealed class Grammar
 
     /// <summary>Whether the whole text is in the grammar's language.</summary>
     public bool Matches(string text) => Advance(Initial, System.Text.Encoding.UTF8.GetBytes(text)) is { } s && CanEnd(s);
-
-    /// <summary>Whether the text is a prefix of something in the grammar's language.</summary>
-    public bool AcceptsPrefix(string text) => Advance(Initial, System.Text.Encoding.UTF8.GetBytes(text)) is not null;
 }

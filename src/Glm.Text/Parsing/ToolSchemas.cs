@@ -39,40 +39,6 @@ public sealed class ToolSchemas
 
     public bool HasTool(string name) => _tools.ContainsKey(name);
 
-    /// <summary>Each tool's argument keys, as its schema declares them (through $ref, allOf and root anyOf/oneOf branches).</summary>
-    public IReadOnlyDictionary<string, string[]> ArgumentKeys() =>
-        _tools.ToDictionary(kv => kv.Key, kv => PropertyNames(kv.Value, kv.Value.Root, 0).Distinct().ToArray());
-
-    /// <summary>Each tool's required argument keys (its schema's "required", through $ref and allOf).</summary>
-    public IReadOnlyDictionary<string, string[]> RequiredKeys() =>
-        _tools.ToDictionary(kv => kv.Key, kv => Required(kv.Value, kv.Value.Root, 0).Distinct().ToArray());
-
-    private static IEnumerable<string> Required(SchemaCheck check, JsonElement schema, int depth)
-    {
-        if (depth > 16) yield break;
-        schema = check.Resolve(schema);
-        if (schema.ValueKind != JsonValueKind.Object) yield break;
-        if (schema.TryGetProperty("required", out var req) && req.ValueKind == JsonValueKind.Array)
-            foreach (var r in req.EnumerateArray())
-                if (r.ValueKind == JsonValueKind.String) yield return r.GetString()!;
-        if (schema.TryGetProperty("allOf", out var parts) && parts.ValueKind == JsonValueKind.Array)
-            foreach (var part in parts.EnumerateArray())
-                foreach (string n in Required(check, part, depth + 1)) yield return n;
-    }
-
-    private static IEnumerable<string> PropertyNames(SchemaCheck check, JsonElement schema, int depth)
-    {
-        if (depth > 16) yield break;
-        schema = check.Resolve(schema);
-        if (schema.ValueKind != JsonValueKind.Object) yield break;
-        if (schema.TryGetProperty("properties", out var props) && props.ValueKind == JsonValueKind.Object)
-            foreach (var p in props.EnumerateObject()) yield return p.Name;
-        foreach (string key in new[] { "allOf", "anyOf", "oneOf" })
-            if (schema.TryGetProperty(key, out var parts) && parts.ValueKind == JsonValueKind.Array)
-                foreach (var part in parts.EnumerateArray())
-                    foreach (string n in PropertyNames(check, part, depth + 1)) yield return n;
-    }
-
     /// <summary>The schemas that may govern one argument (one per declaring branch), resolved; empty when none declares it.</summary>
     private static List<JsonElement> PropertySchemas(SchemaCheck check, JsonElement schema, string key, int depth)
     {
