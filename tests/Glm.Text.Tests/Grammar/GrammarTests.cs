@@ -175,3 +175,39 @@ public class TokenMaskerTests
         }
     }
 }
+
+public class ToolCallGrammarTests
+{
+    private static readonly JsonNode Weather = JsonNode.Parse("""{"type":"object","properties":{"city":{"type":"string"},"unit":{"enum":["c","f"]},"days":{"type":"integer","minimum":1,"maximum":5}},"required":["city","days"],"additionalProperties":false}""")!;
+
+    [Theory]
+    [InlineData("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>北京 < 1</arg_value>\n<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n</tool_call>", true)]
+    [InlineData("\n<tool_call>get_weather<arg_key>city</arg_key><arg_value>Rome</arg_value><arg_key>unit</arg_key><arg_value>f</arg_value><arg_key>days</arg_key><arg_value>1</arg_value></tool_call>", true)]
+    [InlineData("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Rome</arg_value>\n</tool_call>", false)]            // days is required
+    [InlineData("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Rome</arg_value>\n<arg_key>days</arg_key>\n<arg_value>9</arg_value>\n</tool_call>", false)] // out of range
+    [InlineData("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Rome</arg_value>\n<arg_key>unit</arg_key>\n<arg_value>k</arg_value>\n<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n</tool_call>", false)] // not in the enum
+    [InlineData("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Rome</arg_value>\n<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n<arg_key>x</arg_key>\n<arg_value>1</arg_value>\n</tool_call>", false)] // undeclared key
+    [InlineData("<tool_call>other\n</tool_call>", false)]
+    public void TypedCallsFollowTheSchema(string text, bool valid)
+    {
+        var g = ToolCallGrammar.Calls([new ToolCallGrammar.Tool("get_weather", Weather, Typed: true)], singleCall: true);
+        Assert.Equal(valid, g.Matches(text));
+    }
+
+    [Fact]
+    public void ANamedChoiceAllowsOneCallAndRequiredAllowsMore()
+    {
+        string call = "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>A</arg_value>\n<arg_key>days</arg_key>\n<arg_value>1</arg_value>\n</tool_call>";
+        var tools = new[] { new ToolCallGrammar.Tool("get_weather", Weather, Typed: true) };
+        Assert.False(ToolCallGrammar.Calls(tools, singleCall: true).Matches(call + "\n" + call));
+        Assert.True(ToolCallGrammar.Calls(tools, singleCall: false).Matches(call + "\n" + call));
+    }
+
+    [Fact]
+    public void AnUntypedToolTakesAnyKeysAndTheBodyEndsAtItsClose()
+    {
+        var body = ToolCallGrammar.Body([new ToolCallGrammar.Tool("search", null, Typed: false), new ToolCallGrammar.Tool("get_weather", Weather, Typed: true)]);
+        Assert.True(body.Matches("search\n<arg_key>q</arg_key>\n<arg_value>anything </arg_val at all</arg_value>\n</tool_call>"));
+        Assert.False(body.Matches("get_weather\n<arg_key>q</arg_key>\n<arg_value>x</arg_value>\n</tool_call>"));
+    }
+}
