@@ -61,11 +61,14 @@ public static class SchemaBenchCoverage
         double compileSeconds = sw.Elapsed.TotalSeconds;
         // In waves of the engine's batch: every answer runs concurrently with 63 others.
         var answers = new List<(string Category, string Schema, Sequence Seq, List<int> Ids)>();
-        foreach (var wave in pending.Chunk(64))
+        bool timeEach = Environment.GetEnvironmentVariable("GLM_BENCH_EACH") is not null; // one answer at a time, timed
+        foreach (var wave in pending.Chunk(timeEach ? 1 : 64))
         {
+            var t = sw.Elapsed.TotalSeconds;
             var seqs = wave.Select(p => (p.Category, p.Schema, Seq: engine.Submit(prompt, p.Sampling))).ToList();
             foreach (var (category, schema, seq) in seqs)
                 answers.Add((category, schema, seq, seq.Output.Reader.ReadAllAsync().ToBlockingEnumerable().Select(o => o.Token).ToList()));
+            if (timeEach) Console.Error.WriteLine($"  answer {answers.Count}: {sw.Elapsed.TotalSeconds - t:F1} s, {answers[^1].Ids.Count} tokens");
         }
         foreach (var (category, schemaText, seq, ids) in answers)
         {

@@ -249,6 +249,8 @@ public class StructuredOutputTests(DemoServer server, ITestOutputHelper output) 
     [InlineData("""{"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"type":"array","contains":{"type":"string"}}}}}}}""", "response_format.json_schema.schema", "'contains' at /properties/a")]
     [InlineData("""{"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":false},"required":["a"]}}}}""", "response_format.json_schema.schema", "no value satisfies")]
     [InlineData("""{"guided_json":"{not json"}""", "guided_json", "not valid JSON")]
+    [InlineData("""{"guided_json":{"allOf":[{"properties":5},{"properties":{"a":{}}}]}}""", "guided_json", "not a valid JSON Schema")]
+    [InlineData("""{"guided_json":{"type":"object","required":"a"}}""", "guided_json", "required must list strings")]
     [InlineData("""{"guided_regex":"(?=a)b"}""", "guided_regex", "lookaround")]
     [InlineData("""{"guided_grammar":"root ::= x"}""", "guided_grammar", "not supported")]
     [InlineData("""{"guided_choice":["a"],"response_format":{"type":"json_object"}}""", "guided_choice", "Only one structured output")]

@@ -139,7 +139,12 @@ public sealed class StructuredOutputRequest
         }
         catch (SchemaException e) { throw ApiException.BadRequest($"'{Param}': {e.Message}.", Param, "invalid_schema"); }
         catch (GrammarException e) { throw ApiException.BadRequest($"'{Param}' cannot be used: {e.Message}.", Param, "invalid_schema"); }
-        catch (FormatException e) { throw ApiException.BadRequest($"'{Param}': this server cannot enforce the regular expression: {e.Message}.", Param, "invalid_schema"); }
+        catch (FormatException e) when (_kind == "regex") { throw ApiException.BadRequest($"'{Param}': this server cannot enforce the regular expression: {e.Message}.", Param, "invalid_schema"); }
+        catch (Exception e) when (e is InvalidCastException or InvalidOperationException or FormatException or ArgumentException or KeyNotFoundException)
+        {
+            // A keyword whose value has the wrong JSON type (properties: 5, required: "a", ...).
+            throw ApiException.BadRequest($"'{Param}' is not a valid JSON Schema: {e.Message}", Param, "invalid_schema");
+        }
     }
 
     /// <summary>

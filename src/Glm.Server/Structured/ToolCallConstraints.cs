@@ -45,6 +45,10 @@ public static class ToolCallConstraints
         {
             throw ApiException.BadRequest($"'tools': {e.Message}.", "tools", "invalid_schema");
         }
+        catch (Exception e) when (e is InvalidCastException or InvalidOperationException or FormatException or ArgumentException or KeyNotFoundException)
+        {
+            throw ApiException.BadRequest($"'tools': a parameters schema is not valid JSON Schema: {e.Message}", "tools", "invalid_schema");
+        }
     }
 
     /// <summary>Each function with its parameters, typed when it is marked strict.</summary>

@@ -43,9 +43,12 @@ public sealed class JsonSchemaCompiler
     private readonly JsonNode _root;
     private readonly Dictionary<JsonNode, int> _rules = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<string, JsonNode> _anchors = [];
+    private readonly Dictionary<JsonObject, string> _pointers = new(ReferenceEqualityComparer.Instance);
     private readonly string? _rootId;
     private readonly bool _draft4, _refIgnoresSiblings;
     private int _depth;
+    private bool _draining;
+    private readonly Queue<(int Rule, JsonObject Schema)> _queue = new();
     private int? _anyValue, _anyString, _escape;
 
     public JsonSchemaCompiler(GrammarBuilder builder, JsonNode root)
@@ -57,7 +60,7 @@ public sealed class JsonSchemaCompiler
         _refIgnoresSiblings = _draft4 || schemaUri.Contains("draft-06", StringComparison.Ordinal) || schemaUri.Contains("draft-07", StringComparison.Ordinal);
         _rootId = (root as JsonObject)?["$id"] is JsonValue id && id.TryGetValue(out string? s) ? s
             : (root as JsonObject)?["id"] is JsonValue id4 && id4.TryGetValue(out string? s4) ? s4 : null;
-        CollectAnchors(root, 0);
+        CollectAnchors(root, 0, "#");
         var problems = new List<string>();
         FindUnsupported(root, "", problems, 0);
         if (problems.Count > 0)
@@ -77,17 +80,35 @@ public sealed class JsonSchemaCompiler
     public static Grammar AnyObject() => Compile(JsonNode.Parse("""{"type":"object"}""")!);
 
     /// <summary>The expression for a value of the schema (a rule call for an object schema, so recursion works).</summary>
+    /// <remarks>
+    /// A schema's rule body is compiled from a queue, not at once, so a document whose definitions refer to each
+    /// other hundreds deep is compiled in constant stack.
+    /// </remarks>
     public Expr Value(JsonNode? schema)
     {
-        if (schema is JsonObject o)
+        if (_draining) return ValueOf(schema);
+        _draining = true;
+        try
         {
-            if (_rules.TryGetValue(o, out int id)) return Expr.Rule(id);
-            id = _b.Declare("schema");
-            _rules[o] = id;
-            _b.Define(id, Body(o));
-            return Expr.Rule(id);
+            var e = ValueOf(schema);
+            while (_queue.Count > 0)
+            {
+                var (id, o) = _queue.Dequeue();
+                _b.Define(id, Body(o));
+            }
+            return e;
         }
-        return Body(schema);
+        finally { _draining = false; }
+    }
+
+    private Expr ValueOf(JsonNode? schema)
+    {
+        if (schema is not JsonObject o) return Body(schema);
+        if (_rules.TryGetValue(o, out int id)) return Expr.Rule(id);
+        id = _b.Declare("schema");
+        _rules[o] = id;
+        _queue.Enqueue((id, o));
+        return Expr.Rule(id);
     }
 
     /// <summary>
@@ -531,6 +552,7 @@ public sealed class JsonSchemaCompiler
         if (o["required"] is JsonArray req)
             foreach (var r in req) required.Add(r is JsonValue rv && rv.TryGetValue(out string? rs) ? rs : throw new SchemaException("required must list strings"));
         else if (o["required"] is JsonValue { } r4 && r4.GetValueKind() is JsonValueKind.True or JsonValueKind.False) { } // draft 3 style: ignore the flag
+        else if (o.ContainsKey("required")) throw new SchemaException("required must list strings");
         var patterns = new List<(Regex Regex, JsonNode? Schema)>();
         if (o["patternProperties"] is JsonObject pp)
             foreach (var (pat, schema) in pp)
@@ -681,10 +703,10 @@ public sealed class JsonSchemaCompiler
 
     private static bool HasValidation(JsonObject o) => o.Any(kv => Validation.Contains(kv.Key));
 
-    private static JsonObject Without(JsonObject o, params string[] keys)
+    private JsonObject Without(JsonObject o, params string[] keys)
     {
         var copy = new JsonObject();
-        foreach (var (k, v) in o) if (!keys.Contains(k)) copy[k] = v?.DeepClone();
+        foreach (var (k, v) in o) if (!keys.Contains(k)) copy[k] = CopyKeyword(k, v);
         return copy;
     }
 
@@ -726,13 +748,16 @@ public sealed class JsonSchemaCompiler
                 throw new SchemaException("a schema must be an object or a boolean");
             }
             if (part is not JsonObject obj) throw new SchemaException("a schema must be an object or a boolean");
-            if (obj["allOf"] is JsonArray nested) obj = (JsonObject)Merge([.. nested, Without(obj, "allOf")]) is var m && m is JsonObject mo ? mo : null!;
-            if (obj is null) return JsonValue.Create(false)!;
+            if (obj["allOf"] is JsonArray nested)
+            {
+                if (Merge([.. nested, Without(obj, "allOf")]) is not JsonObject joined) return JsonValue.Create(false)!;
+                obj = joined;
+            }
             if (obj["additionalProperties"] is JsonValue ap && ap.GetValueKind() == JsonValueKind.False)
                 closedSets.Add(obj["properties"] is JsonObject cp ? cp.Select(kv => kv.Key).ToHashSet() : []);
             foreach (var (key, value) in obj)
             {
-                if (!result.ContainsKey(key)) { result[key] = value?.DeepClone(); continue; }
+                if (!result.ContainsKey(key)) { result[key] = CopyKeyword(key, value); continue; }
                 var have = result[key];
                 if (JsonNode.DeepEquals(have, value)) continue;
                 switch (key)
@@ -747,11 +772,11 @@ public sealed class JsonSchemaCompiler
                         result[key] = new JsonArray([.. a.Select(t => (JsonNode)JsonValue.Create(t)!)]);
                         break;
                     }
-                    case "properties":
+                    case "properties" or "patternProperties":
                     {
                         var joined = (JsonObject)have!;
                         foreach (var (name, s) in (JsonObject)value!)
-                            joined[name] = joined.ContainsKey(name) ? new JsonObject { ["allOf"] = new JsonArray(joined[name]?.DeepClone(), s?.DeepClone()) } : s?.DeepClone();
+                            joined[name] = joined.ContainsKey(name) ? new JsonObject { ["allOf"] = new JsonArray(joined[name]?.DeepClone(), Share(s)) } : Share(s);
                         break;
                     }
                     case "required":
@@ -773,13 +798,13 @@ public sealed class JsonSchemaCompiler
                         result[key] = Math.Min(h2.GetValue<double>(), v2.GetValue<double>());
                         break;
                     case "items" or "additionalProperties" or "additionalItems" or "unevaluatedProperties" when have is not JsonArray && value is not JsonArray:
-                        result[key] = new JsonObject { ["allOf"] = new JsonArray(have?.DeepClone(), value?.DeepClone()) };
+                        result[key] = new JsonObject { ["allOf"] = new JsonArray(have?.DeepClone(), Share(value)) };
                         break;
                     case "anyOf" or "oneOf":
                     {
                         var a = (JsonArray)have!; var b = (JsonArray)value!;
                         if (a.Count * b.Count > 64) throw new SchemaException("the schema combines anyOf/oneOf lists too large to join (more than 64 combinations)");
-                        result[key] = new JsonArray([.. a.SelectMany(x => b.Select(y => (JsonNode)new JsonObject { ["allOf"] = new JsonArray(x?.DeepClone(), y?.DeepClone()) }))]);
+                        result[key] = new JsonArray([.. a.SelectMany(x => b.Select(y => (JsonNode)new JsonObject { ["allOf"] = new JsonArray(x?.DeepClone(), Share(y)) }))]);
                         break;
                     }
                     case "uniqueItems":
@@ -832,22 +857,43 @@ public sealed class JsonSchemaCompiler
         return target;
     }
 
-    private void CollectAnchors(JsonNode? s, int depth)
+    private void CollectAnchors(JsonNode? s, int depth, string pointer)
     {
         if (depth > MaxSchemaDepth) throw new SchemaException($"the schema nests deeper than {MaxSchemaDepth} levels");
         switch (s)
         {
             case JsonObject o:
+                _pointers[o] = pointer;
                 if (Str(o, "$anchor") is { } anchor) _anchors.TryAdd(anchor, o);
                 foreach (string idKey in new[] { "$id", "id" })
                     if (Str(o, idKey) is { } id && id.StartsWith('#') && id.Length > 1) _anchors.TryAdd(id[1..], o);
-                foreach (var (_, v) in o) CollectAnchors(v, depth + 1);
+                foreach (var (k, v) in o) CollectAnchors(v, depth + 1, pointer + "/" + Uri.EscapeDataString(k.Replace("~", "~0").Replace("/", "~1")));
                 break;
             case JsonArray a:
-                foreach (var v in a) CollectAnchors(v, depth + 1);
+                for (int i = 0; i < a.Count; i++) CollectAnchors(a[i], depth + 1, pointer + "/" + i.ToString(CultureInfo.InvariantCulture));
                 break;
         }
     }
+
+    /// <summary>
+    /// A subschema for a joined (allOf, anyOf-distributed) schema: one of the document's own schemas becomes a
+    /// $ref to it, so it is compiled once however many joins mention it (copies would be compiled each time, and
+    /// large documents that join through many definitions would grow without bound); anything else is copied.
+    /// </summary>
+    private JsonNode? Share(JsonNode? schema) =>
+        schema is JsonObject o && _pointers.TryGetValue(o, out var pointer) ? new JsonObject { ["$ref"] = pointer } : schema?.DeepClone();
+
+    /// <summary>One keyword's value for a joined schema: subschemas shared (see <see cref="Share"/>), data copied.</summary>
+    private JsonNode? CopyKeyword(string key, JsonNode? value) => key switch
+    {
+        "properties" or "patternProperties" or "dependentSchemas" when value is JsonObject map =>
+            new JsonObject(map.Select(kv => KeyValuePair.Create(kv.Key, Share(kv.Value)))),
+        "dependencies" when value is JsonObject deps =>
+            new JsonObject(deps.Select(kv => KeyValuePair.Create(kv.Key, kv.Value is JsonArray ? kv.Value.DeepClone() : Share(kv.Value)))),
+        "anyOf" or "oneOf" or "allOf" or "prefixItems" or "items" when value is JsonArray list => new JsonArray([.. list.Select(Share)]),
+        "items" or "additionalItems" or "additionalProperties" or "unevaluatedProperties" or "not" or "if" or "then" or "else" or "contains" or "propertyNames" => Share(value),
+        _ => value?.DeepClone(),
+    };
 
     /// <summary>Finds keywords that cannot be enforced, with where they are, walking every subschema.</summary>
     private static void FindUnsupported(JsonNode? s, string path, List<string> into, int depth)
