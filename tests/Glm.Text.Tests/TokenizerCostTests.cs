@@ -22,7 +22,8 @@ public class TokenizerCostTests
         return sb.ToString();
     }
 
-    private static double MedianSeconds(Action a, int runs)
+    /// <summary>The fastest of several runs: other work on a shared machine (parallel tests, GC) only ever adds time.</summary>
+    private static double MinSeconds(Action a, int runs)
     {
         var times = new double[runs];
         for (int i = 0; i < runs; i++)
@@ -31,8 +32,7 @@ public class TokenizerCostTests
             a();
             times[i] = sw.Elapsed.TotalSeconds;
         }
-        Array.Sort(times);
-        return times[runs / 2];
+        return times.Min();
     }
 
     [Fact]
@@ -42,11 +42,12 @@ public class TokenizerCostTests
         int seed = 1;
         string small = RandomLetters(16_384, 7), large = RandomLetters(262_144, 8);
         Demo.Encode(small);
-        double tSmall = MedianSeconds(() => Demo.Encode(RandomLetters(16_384, seed++)), 5);
-        double tLarge = MedianSeconds(() => Demo.Encode(large), 3);
-        // 16x the characters; linear gives 16x, n log n a little more, the old quadratic merge loop 256x.
+        double tSmall = MinSeconds(() => Demo.Encode(RandomLetters(16_384, seed++)), 7);
+        double tLarge = MinSeconds(() => Demo.Encode(large), 3);
+        // 16x the characters; linear gives 16x, n log n a little more, the old quadratic merge loop 256x. The bound
+        // sits halfway (in log) between, so a loaded CI machine's noise does not decide it (72x was seen under load).
         double ratio = tLarge / tSmall;
-        Assert.True(ratio < 64, $"256k letters took {tLarge:F3}s, 16k took {tSmall:F3}s: {ratio:F1}x for 16x the length");
+        Assert.True(ratio < 128, $"256k letters took {tLarge:F3}s, 16k took {tSmall:F3}s: {ratio:F1}x for 16x the length");
     }
 
     /// <summary>The textbook merge loop (lowest rank, leftmost first), rescanning every pair after each merge.</summary>
