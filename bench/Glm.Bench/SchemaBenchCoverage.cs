@@ -15,7 +15,8 @@ namespace Glm.Bench;
 /// given by path), whether it compiles, and whether the demo model's greedy answer under it validates
 /// (JsonSchema.Net, format assertions on; draft-04 schemas checked as their draft-07 equivalent). Per category:
 /// compiled / total and valid / total (the paper's empirical coverage), and the commonest refusal reasons.
-/// usage: Glm.Bench schemabench --schemas PATH [--max-tokens N]
+/// usage: Glm.Bench schemabench --schemas PATH [--max-tokens N]; GLM_BENCH_SHOW=1 prints each answer that does not
+/// validate with the validator's errors, GLM_BENCH_PROBE=1 times random mask walks per schema instead of answering.
 /// </summary>
 public static class SchemaBenchCoverage
 {
@@ -61,14 +62,11 @@ public static class SchemaBenchCoverage
         double compileSeconds = sw.Elapsed.TotalSeconds;
         // In waves of the engine's batch: every answer runs concurrently with 63 others.
         var answers = new List<(string Category, string Schema, Sequence Seq, List<int> Ids)>();
-        bool timeEach = Environment.GetEnvironmentVariable("GLM_BENCH_EACH") is not null; // one answer at a time, timed
-        foreach (var wave in pending.Chunk(timeEach ? 1 : 64))
+        foreach (var wave in pending.Chunk(64))
         {
-            var t = sw.Elapsed.TotalSeconds;
             var seqs = wave.Select(p => (p.Category, p.Schema, Seq: engine.Submit(prompt, p.Sampling))).ToList();
             foreach (var (category, schema, seq) in seqs)
                 answers.Add((category, schema, seq, seq.Output.Reader.ReadAllAsync().ToBlockingEnumerable().Select(o => o.Token).ToList()));
-            if (timeEach) Console.Error.WriteLine($"  answer {answers.Count}: {sw.Elapsed.TotalSeconds - t:F1} s, {answers[^1].Ids.Count} tokens");
         }
         foreach (var (category, schemaText, seq, ids) in answers)
         {

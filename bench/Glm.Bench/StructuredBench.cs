@@ -73,8 +73,6 @@ public static class StructuredBench
                     double ms = sw.Elapsed.TotalMilliseconds;
                     if (walk == 0) { if (step == 0) first = ms; coldMax = Math.Max(coldMax, ms); }
                     else times.Add(ms);
-                    if (ms > 15 && Environment.GetEnvironmentVariable("GLM_BENCH_SLOW") is not null)
-                        Console.WriteLine($"  slow step {ms:F1} ms after: {Encoding.UTF8.GetString(generated.SelectMany(t => bytes[t]!).ToArray())[Math.Max(0, Encoding.UTF8.GetString(generated.SelectMany(t => bytes[t]!).ToArray()).Length - 60)..]}");
                     var allowed = Enumerable.Range(0, logits.Length).Where(i => !float.IsNegativeInfinity(logits[i])).ToArray();
                     if (allowed.Length == 0 || allowed.All(i => i == bytes.Length - 1)) break;
                     var closing = allowed.Where(i => i != bytes.Length - 1 && bytes[i]!.AsSpan().IndexOfAny("\"]}"u8) >= 0).ToArray();

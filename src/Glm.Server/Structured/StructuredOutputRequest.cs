@@ -130,7 +130,7 @@ public sealed class StructuredOutputRequest
         {
             Expr root = _kind switch
             {
-                "json_object" => new JsonSchemaCompiler(b, JsonNode.Parse("""{"type":"object"}""")!).Value(JsonNode.Parse("""{"type":"object"}""")),
+                "json_object" => AnyObject(b),
                 "json_schema" => new JsonSchemaCompiler(b, _schema!).Value(_schema),
                 "regex" => RegexSubset.Parse(_text, fullMatch: true),
                 _ => Expr.Alt(JsonSerializer.Deserialize<string[]>(_text)!.Select(Expr.Literal)),
@@ -145,6 +145,12 @@ public sealed class StructuredOutputRequest
             // A keyword whose value has the wrong JSON type (properties: 5, required: "a", ...).
             throw ApiException.BadRequest($"'{Param}' is not a valid JSON Schema: {e.Message}", Param, "invalid_schema");
         }
+    }
+
+    private static Expr AnyObject(GrammarBuilder b)
+    {
+        var schema = JsonNode.Parse("""{"type":"object"}""")!;
+        return new JsonSchemaCompiler(b, schema).Value(schema);
     }
 
     /// <summary>

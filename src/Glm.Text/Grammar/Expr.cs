@@ -47,7 +47,6 @@ public abstract class Expr
     public static Expr Alt(IEnumerable<Expr> items) => Alt(items.ToArray());
     public static Expr Optional(Expr e) => Repeat(e, 0, 1);
     public static Expr Star(Expr e) => Repeat(e, 0, -1);
-    public static Expr Plus(Expr e) => Repeat(e, 1, -1);
 
     /// <param name="max">-1: unbounded</param>
     public static Expr Repeat(Expr e, int min, int max)

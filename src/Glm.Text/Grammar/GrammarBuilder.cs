@@ -14,8 +14,6 @@ public sealed class GrammarBuilder
     private readonly List<Expr?> _bodies = [];
     private readonly List<string> _names = [];
 
-    public int RuleCount => _bodies.Count;
-
     /// <summary>Reserves a rule id before its body is known (for recursion).</summary>
     public int Declare(string name) { _bodies.Add(null); _names.Add(name); return _bodies.Count - 1; }
 

@@ -76,9 +76,6 @@ public sealed class JsonSchemaCompiler
         catch (GrammarException e) { throw new SchemaException("the schema cannot be used: " + e.Message); }
     }
 
-    /// <summary>Any JSON object (response_format json_object).</summary>
-    public static Grammar AnyObject() => Compile(JsonNode.Parse("""{"type":"object"}""")!);
-
     /// <summary>The expression for a value of the schema (a rule call for an object schema, so recursion works).</summary>
     /// <remarks>
     /// A schema's rule body is compiled from a queue, not at once, so a document whose definitions refer to each
