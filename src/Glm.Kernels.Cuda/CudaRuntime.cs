@@ -5,10 +5,64 @@ namespace Glm.Kernels.Cuda;
 /// <summary>A failed native call, with the library's own message; never a crash of the host.</summary>
 public sealed class CudaException(string message) : Exception(message);
 
-/// <summary>Finds libglm_cuda and a CUDA device, and turns native status codes into exceptions.</summary>
+/// <summary>
+/// Finds the native library and a device, and turns native status codes into exceptions. Two builds answer to
+/// the same imports: libglm_cuda.so (CUDA kernels on an NVIDIA GPU) and libglm_cuda_host.so (the same C ABI in
+/// plain C++ over host memory, which CI runs the CUDA worker's C# side on). Which one loads is chosen before
+/// the first native call: <see cref="UseLibrary"/>, else the GLM_CUDA_LIBRARY environment variable (a path, or
+/// "host" for the host build beside this assembly), else libglm_cuda next to the server or on the library path.
+/// </summary>
 public static class CudaRuntime
 {
+    private static readonly object Gate = new();
+    private static string? _requested = Environment.GetEnvironmentVariable("GLM_CUDA_LIBRARY") is { Length: > 0 } v ? v : null;
+    private static string? _loadedFrom;
     private static readonly Lazy<(bool Ok, string Reason)> State = new(Probe);
+
+    /// <summary>The host build's file name.</summary>
+    public const string HostLibraryFile = "libglm_cuda_host.so";
+
+    // The resolver must be in place before any import binds, whichever class makes the first native call; a
+    // library has no entry point of its own, so a module initializer is the one place that runs first.
+#pragma warning disable CA2255
+    [System.Runtime.CompilerServices.ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void RegisterResolver() => NativeLibrary.SetDllImportResolver(typeof(CudaRuntime).Assembly, Resolve);
+
+    /// <summary>
+    /// Chooses the library every later native call binds to: a path, or "host" for the host build next to this
+    /// assembly. Only before the first native call; afterwards the same choice is accepted and another refused.
+    /// </summary>
+    public static void UseLibrary(string pathOrHost)
+    {
+        lock (Gate)
+        {
+            if (_loadedFrom is not null && _requested != pathOrHost)
+                throw new InvalidOperationException($"the CUDA library is already loaded from {_loadedFrom}");
+            _requested = pathOrHost;
+        }
+    }
+
+    /// <summary>The host build beside this assembly, or null when it was not built.</summary>
+    public static string? HostLibraryPath()
+    {
+        string path = Path.Combine(Path.GetDirectoryName(typeof(CudaRuntime).Assembly.Location) ?? AppContext.BaseDirectory, HostLibraryFile);
+        return File.Exists(path) ? path : null;
+    }
+
+    private static nint Resolve(string name, System.Reflection.Assembly assembly, DllImportSearchPath? searchPath)
+    {
+        if (name != CudaNative.Library) return 0;
+        lock (Gate)
+        {
+            string? path = _requested == "host" ? HostLibraryPath() ?? HostLibraryFile : _requested;
+            nint handle;
+            if (path is not null) { if (!NativeLibrary.TryLoad(path, out handle)) return 0; }
+            else if (!NativeLibrary.TryLoad(name, assembly, searchPath, out handle)) return 0;
+            _loadedFrom = path ?? name;
+            return handle;
+        }
+    }
 
     /// <summary>True when the native library loads and sees at least one device; otherwise why not.</summary>
     public static bool IsAvailable(out string reason)
@@ -17,18 +71,26 @@ public static class CudaRuntime
         return ok;
     }
 
+    /// <summary>True when the library that loaded is the host build (no GPU: plain C++ over host memory).</summary>
+    public static bool IsHostBuild => IsAvailable(out _) && CudaNative.glm_cuda_is_host_build() == 1;
+
     private static (bool, string) Probe()
     {
-        if (!NativeLibrary.TryLoad(CudaNative.Library, typeof(CudaRuntime).Assembly, null, out _))
-            return (false, "libglm_cuda.so was not found (build src/Glm.Kernels.Cuda/native with CMake and nvcc, and put it next to the server)");
         try
         {
             if (CudaNative.glm_cuda_device_count(out int count) != 0) return (false, "CUDA is not usable: " + LastError());
-            return count > 0 ? (true, $"{count} CUDA device(s)") : (false, "no CUDA device is visible");
+            if (count == 0) return (false, "no CUDA device is visible");
+            return (true, CudaNative.glm_cuda_is_host_build() == 1 ? "the host build (no GPU: the CUDA ABI in plain C++)" : $"{count} CUDA device(s)");
         }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        catch (DllNotFoundException)
         {
-            return (false, "libglm_cuda could not be bound: " + e.Message);
+            return (false, _requested is null
+                ? "libglm_cuda.so was not found (build src/Glm.Kernels.Cuda/native with CMake and nvcc, and put it next to the server)"
+                : $"the CUDA library '{_requested}' was not found");
+        }
+        catch (EntryPointNotFoundException e)
+        {
+            return (false, "libglm_cuda could not be bound (an older build?): " + e.Message);
         }
     }
 
@@ -41,6 +103,13 @@ public static class CudaRuntime
 
     /// <summary>Waits for everything queued on the default stream (timing, reading results).</summary>
     public static void Synchronize() => Check(CudaNative.glm_cuda_stream_synchronize(0), "synchronize");
+
+    /// <summary>Free and total memory of the current device, in bytes.</summary>
+    public static (long Free, long Total) MemoryInfo()
+    {
+        Check(CudaNative.glm_cuda_memory_info(out nuint free, out nuint total), "memory info");
+        return ((long)free, (long)total);
+    }
 
     public static unsafe string DeviceName(int device)
     {

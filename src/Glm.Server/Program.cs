@@ -21,7 +21,7 @@ public static class Program
         Options follow vLLM's names: --served-model-name, --api-key, --max-model-len, --max-num-seqs,
         --max-num-batched-tokens, --block-size, --kv-cache-memory BYTES, --kv-cache-dtype {auto,f32,bf16,fp8,int4},
         --enable-prefix-caching/--no-enable-prefix-caching, --tool-call-parser glm45, --reasoning-parser glm45,
-        --device cpu, --threads N, --shutdown-grace-seconds N. Without --model the embedded glm-demo model is served.
+        --device {cpu,cuda,cuda:N}, --gpu-memory-utilization 0.9, --threads N, --shutdown-grace-seconds N. Without --model the embedded glm-demo model is served.
         """;
 
     public static int Main(string[] args)
@@ -55,7 +55,7 @@ public static class Program
             Console.Error.WriteLine($"error: {e.Message}\n{Usage}");
             return 2;
         }
-        catch (Exception e) when (e is ModelLoadException or TokenizerLoadException or TemplateException or Hub.HubException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ModelLoadException or Kernels.Cuda.CudaException or TokenizerLoadException or TemplateException or Hub.HubException or IOException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 1;

@@ -53,6 +53,18 @@ public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCod
 
     public override void ReadKey(int layer, long slot, int head, Span<float> destination) => TCodec.Decode(KeyRecord(layer, slot, head), destination);
 
+    public override void ReadValue(int layer, long slot, int head, Span<float> destination)
+    {
+        if (!Layout.ValueIsKeyPrefix)
+        {
+            TCodec.Decode(ValueRecord(layer, slot, head), destination);
+            return;
+        }
+        Span<float> key = stackalloc float[Layout.KeyDim];
+        TCodec.Decode(KeyRecord(layer, slot, head), key);
+        key[..destination.Length].CopyTo(destination);
+    }
+
     public override void CopySlot(long from, long to)
     {
         for (int l = 0; l < Layout.Layers; l++)

@@ -39,8 +39,21 @@ public abstract unsafe class KvStore : IDisposable
     /// <summary>Decodes one stored key (tests and error measurement).</summary>
     public abstract void ReadKey(int layer, long slot, int head, Span<float> destination);
 
+    /// <summary>Decodes one stored value (the key's prefix for latent caches).</summary>
+    public abstract void ReadValue(int layer, long slot, int head, Span<float> destination);
+
     /// <summary>Copies one slot's contents to another in every layer (copy-on-write of a shared block).</summary>
     public abstract void CopySlot(long from, long to);
+
+    /// <summary>Bytes of one head's record of <paramref name="dim"/> values in a dtype (the page format every worker shares).</summary>
+    public static int RecordBytes(KvCacheDType dtype, int dim) => dtype switch
+    {
+        KvCacheDType.F32 => F32Codec.RecordBytes(dim),
+        KvCacheDType.Bf16 => Bf16Codec.RecordBytes(dim),
+        KvCacheDType.Fp8 => Fp8Codec.RecordBytes(dim),
+        KvCacheDType.Int4 => Int4Codec.RecordBytes(dim),
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
+    };
 
     public static KvStore Create(KvCacheDType dtype, KvLayout layout, long slots) => dtype switch
     {

@@ -40,6 +40,9 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
     }
 
     public Fp8Scaling Scaling { get; }
+    /// <summary>Rows and columns one scale covers (1 x Cols per channel, Rows x Cols per tensor).</summary>
+    public int BlockRows => _blockRows;
+    public int BlockCols => _blockCols;
     public byte Code(int row, int col) => _pCodes[(long)row * Cols + col];
     public ReadOnlySpan<byte> Codes => _codes.Span;
     /// <summary>Scales in row-major block-grid order ([1], [rows] or [ceil(rows/br), ceil(cols/bc)]).</summary>

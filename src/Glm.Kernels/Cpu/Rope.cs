@@ -36,6 +36,8 @@ public sealed class Rope
 
     public int RotaryDim { get; }
     public RopeLayout Layout { get; }
+    /// <summary>The inverse frequency of each rotated pair (what a GPU worker uploads once).</summary>
+    public ReadOnlySpan<float> InverseFrequencies => _invFreq;
 
     /// <summary>Rotates the rotary part of <paramref name="heads"/> consecutive heads of width <paramref name="headDim"/> in place.</summary>
     public void Apply(Span<float> x, int heads, int headDim, int position, Span<float> scratch)

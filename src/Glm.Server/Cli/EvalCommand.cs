@@ -10,7 +10,8 @@ namespace Glm.Server.Cli;
 
 /// <summary>
 /// eval: top-1 agreement, mean KL divergence and perplexity of a quantization and KV-dtype choice against the
-/// unquantized model with a float32 (or --reference-kv-cache-dtype) cache, on the same token sequences.
+/// unquantized model with a float32 (or --reference-kv-cache-dtype) cache, on the same token sequences. The
+/// reference runs on the CPU worker; the candidate on --device (so eval --device cuda measures the GPU's path).
 /// </summary>
 public static class EvalCommand
 {
@@ -21,12 +22,15 @@ public static class EvalCommand
         var kv = o.KvCacheDType == "auto" ? KvCacheDType.F32 : KvCacheDTypes.Parse(o.KvCacheDType);
         var referenceKv = KvCacheDTypes.Parse(o.ReferenceKvCacheDType);
         using var reference = ModelLoader.Load(dir);
-        using var candidate = ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, QuantizationPolicy.Resolve(o.Quantization)) { Int4Activations = o.ResolveInt4Activations() });
+        using var worker = Hosting.ModelHost.OpenWorker(o, log);
+        using var candidate = ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, QuantizationPolicy.Resolve(o.Quantization)) { Int4Activations = o.ResolveInt4Activations() },
+            worker: worker);
         var result = Evaluator.Compare(reference, referenceKv, candidate, kv, sequences);
-        log.Information("{Model}: quantization {Quantization} ({Activations} activations for Int4), KV {Kv} vs none/{RefKv}: {Result}", o.ModelName, o.Quantization, o.Int4Activations, kv.Name(), referenceKv.Name(), result);
+        log.Information("{Model} on {Worker}: quantization {Quantization} ({Activations} activations for Int4), KV {Kv} vs none/{RefKv} on cpu: {Result}",
+            o.ModelName, worker.Name, o.Quantization, o.Int4Activations, kv.Name(), referenceKv.Name(), result);
         Console.WriteLine(JsonSerializer.Serialize(new
         {
-            model = o.ModelName, quantization = o.Quantization, int4_activations = o.Int4Activations, kv_cache_dtype = kv.Name(), reference_kv_cache_dtype = referenceKv.Name(),
+            model = o.ModelName, device = worker.Name, quantization = o.Quantization, int4_activations = o.Int4Activations, kv_cache_dtype = kv.Name(), reference_kv_cache_dtype = referenceKv.Name(),
             sequences = sequences.Count, positions = result.Positions, top1_agreement = result.Top1Agreement, mean_kl = result.MeanKl,
             max_kl = result.MaxKl, reference_perplexity = result.ReferencePerplexity, perplexity = result.CandidatePerplexity,
         }));

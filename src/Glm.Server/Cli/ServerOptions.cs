@@ -24,7 +24,12 @@ public sealed class ServerOptions
     public bool EnablePrefixCaching { get; set; } = true;
     public string? ToolCallParser { get; set; } = "glm45";
     public string? ReasoningParser { get; set; } = "glm45";
+    /// <summary>cpu, cuda or cuda:N.</summary>
     public string Device { get; set; } = "cpu";
+    /// <summary>--gpu-memory-utilization (vLLM's name): the fraction of the GPU's memory the server may fill, KV pool included.</summary>
+    public double GpuMemoryUtilization { get; set; } = 0.9;
+    /// <summary>The CUDA device index of --device cuda[:N], or null for the CPU.</summary>
+    public int? CudaDevice => Device == "cpu" ? null : Device == "cuda" ? 0 : int.Parse(Device.AsSpan(5), System.Globalization.CultureInfo.InvariantCulture);
     public int? Threads { get; set; }
     public int MaxQueueLength { get; set; } = 256;
     public int ShutdownGraceSeconds { get; set; } = 30;
@@ -157,11 +162,12 @@ public sealed class ServerOptions
         o.ApplyArgs(AppSettingsArgs(appSettingsPath ?? FindAppSettings()));
         o.ApplyEnvironment();
         o.ApplyArgs(args);
-        if (o.Device == "cuda")
-            throw new CliException(Kernels.Cuda.CudaRuntime.IsAvailable(out string why)
-                ? $"--device cuda: {why} found, but the CUDA model runner is not finished (only its kernels are); use --device cpu"
-                : $"--device cuda: {why}");
-        if (o.Device != "cpu") throw new CliException($"--device must be cpu or cuda, got '{o.Device}'");
+        if (o.Device != "cpu" && !System.Text.RegularExpressions.Regex.IsMatch(o.Device, "^cuda(:[0-9]{1,3})?$"))
+            throw new CliException($"--device must be cpu, cuda or cuda:N, got '{o.Device}'");
+        if (o.Device != "cpu" && !Kernels.Cuda.CudaRuntime.IsAvailable(out string why))
+            throw new CliException($"--device {o.Device}: {why}");
+        if (!(o.GpuMemoryUtilization > 0 && o.GpuMemoryUtilization <= 1))
+            throw new CliException($"--gpu-memory-utilization must be in (0, 1], got {o.GpuMemoryUtilization}");
         try { o.Validate(); }
         catch (ArgumentException e) { throw new CliException(e.Message); }
         return o;
@@ -235,6 +241,10 @@ public sealed class ServerOptions
                 case "--tool-call-parser": o.ToolCallParser = Value() is var tp && tp is "none" or "" ? null : tp; break;
                 case "--reasoning-parser": o.ReasoningParser = Value() is var rp && rp is "none" or "" ? null : rp; break;
                 case "--device": o.Device = Value(); break;
+                case "--gpu-memory-utilization":
+                    o.GpuMemoryUtilization = double.TryParse(Value(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double u)
+                        ? u : throw new CliException("--gpu-memory-utilization needs a number");
+                    break;
                 case "--threads": o.Threads = IntValue(); break;
                 case "--max-queue-len": o.MaxQueueLength = IntValue(); break;
                 case "--shutdown-grace-seconds": o.ShutdownGraceSeconds = IntValue(); break;
@@ -278,6 +288,8 @@ public sealed class ServerOptions
         if (long.TryParse(Env("GLM_KV_CACHE_MEMORY"), out long kvBytes)) KvCacheMemory = kvBytes;
         if (int.TryParse(Env("GLM_THREADS"), out int threads)) Threads = threads;
         if (Env("GLM_DEVICE") is { } device) Device = device;
+        if (double.TryParse(Env("GLM_GPU_MEMORY_UTILIZATION"), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double util))
+            GpuMemoryUtilization = util;
         AllowLongMaxModelLen = Env("GLM_ALLOW_LONG_MAX_MODEL_LEN") is "1" or "true" or "TRUE" or "yes";
         if (Env("GLM_USER_CONTENT_SPECIAL_TOKENS") is { } special) UserContentSpecialTokens = special;
         if (Env("GLM_ALLOWED_HOSTS") is { } hosts) AllowedHosts = ListValue(hosts);

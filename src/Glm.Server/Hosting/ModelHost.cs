@@ -1,6 +1,10 @@
 using Glm.Engine;
 using Glm.Kernels.Attention;
 using Glm.Kernels.Cpu;
+using Glm.Kernels.Cuda;
+using Glm.Kernels.Cuda.Worker;
+using Glm.Kernels.Device;
+using Glm.Kernels.Device.Cpu;
 using Glm.Models;
 using Glm.Models.Architectures;
 using Glm.Models.Quantization;
@@ -52,8 +56,7 @@ public sealed class ModelHost : IDisposable
         log.Information("Loading {Model} from {Directory}", o.ModelName, dir);
         var policy = QuantizationPolicy.Resolve(o.Quantization);
         QuantizingWeightBuilder? builder = null;
-        // --device cpu (the only worker built so far; ServerOptions refuses cuda with the reason).
-        Glm.Kernels.Device.IWorker worker = Glm.Kernels.Device.Cpu.CpuWorker.Instance;
+        var worker = OpenWorker(o, log);
         var model = ModelLoader.Load(dir, ckpt => builder = new QuantizingWeightBuilder(ckpt, policy) { Int4Activations = o.ResolveInt4Activations() },
             m => log.Information("{Message}", m), LoadProgress(log), worker);
         log.Information("Quantization policy {Policy}; Int4 weights meet {Activations} activations", policy.Describe(), o.Int4Activations);
@@ -79,7 +82,7 @@ public sealed class ModelHost : IDisposable
         }
         log.Information("max-model-len {MaxLen} ({Source})", maxModelLen, o.MaxModelLen is null ? "the model's max_position_embeddings" : "--max-model-len");
         long bytesPerBlock = PagedKvCache.BytesPerBlock(model.CacheLayout, kvDType, o.BlockSize);
-        long budget = o.KvCacheMemory ?? DefaultKvBudget(bytesPerBlock, o, maxModelLen);
+        long budget = o.KvCacheMemory ?? (worker is CudaWorker gpu ? GpuKvBudget(gpu, bytesPerBlock, o, log) : DefaultKvBudget(bytesPerBlock, o, maxModelLen));
         int blocks = ModelRunner.BlocksForBudget(model, kvDType, o.BlockSize, budget);
         if ((long)blocks * o.BlockSize < maxModelLen)
         {
@@ -145,6 +148,44 @@ public sealed class ModelHost : IDisposable
         log.Information("Fetching {Repo} (revision {Revision}) into {Cache}", o.Model, o.Revision, cache.Root);
         var downloader = new Hub.HubDownloader(cache, log: m => log.Information("{Message}", m));
         return downloader.Fetch(o.Model, o.Revision).GetAwaiter().GetResult();
+    }
+
+    /// <summary>The worker of --device: the CPU's, or a CUDA device (startup says which GPU and how much memory is free).</summary>
+    internal static IWorker OpenWorker(ServerOptions o, Serilog.ILogger log)
+    {
+        if (o.CudaDevice is not int device) return CpuWorker.Instance;
+        try
+        {
+            var gpu = CudaWorker.Open(device);
+            var (free, total) = CudaRuntime.MemoryInfo();
+            if (gpu.IsHostBuild)
+                log.Warning("--device {Device} runs on libglm_cuda_host, the CUDA ABI in plain C++ over host memory (GLM_CUDA_LIBRARY): correct, slow, no GPU", o.Device);
+            log.Information("GPU {Device}: {Name}, {Free:F1} GiB free of {Total:F1} GiB; --gpu-memory-utilization {Utilization}",
+                gpu.Name, gpu.DeviceName, free / 1073741824.0, total / 1073741824.0, o.GpuMemoryUtilization);
+            return gpu;
+        }
+        catch (CudaException e)
+        {
+            throw new Cli.CliException($"--device {o.Device}: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// As vLLM: the pool takes what is left of <c>gpu-memory-utilization x total</c> after the weights, less a
+    /// reserve for a full batch's activations (the largest tensors of a step, a few at a time).
+    /// </summary>
+    private static long GpuKvBudget(CudaWorker gpu, long bytesPerBlock, ServerOptions o, Serilog.ILogger log)
+    {
+        var (free, total) = CudaRuntime.MemoryInfo();
+        long used = total - free;
+        long reserve = 256L << 20;
+        long budget = (long)(o.GpuMemoryUtilization * total) - used - reserve;
+        log.Information("GPU memory: weights {Weights:F1} GiB, in use {Used:F1} GiB of {Total:F1} GiB; KV pool budget {Budget:F1} GiB",
+            gpu.PermanentBytes / 1073741824.0, used / 1073741824.0, total / 1073741824.0, Math.Max(0, budget) / 1073741824.0);
+        if (budget < bytesPerBlock * 4)
+            throw new Cli.CliException($"--device {o.Device}: out of memory for the KV cache: {free / 1048576} MiB free after the weights, " +
+                $"--gpu-memory-utilization {o.GpuMemoryUtilization} allows {Math.Max(0, budget) / 1048576} MiB (raise it, quantize the weights, or use --kv-cache-memory)");
+        return budget;
     }
 
     /// <summary>Enough for every sequence at full length, capped at a quarter of the memory this process may use.</summary>

@@ -1,0 +1,97 @@
+using System.ClientModel;
+using Glm.Engine;
+using Glm.Kernels.Attention;
+using Glm.Models.Architectures;
+using Glm.Server.Cli;
+using Glm.Server.Hosting;
+using Glm.TestSupport;
+using OpenAI;
+using OpenAI.Chat;
+
+namespace Glm.CudaWorker.Tests;
+
+/// <summary>The engine and the server on the CUDA worker: continuous batching, prefix caching, the OpenAI API.</summary>
+public class ServingTests
+{
+    private static readonly SamplingParams Greedy = new() { Temperature = 0, MaxTokens = 10, IgnoreEos = true };
+
+    private static async Task<int[]> Collect(Sequence seq)
+    {
+        var tokens = new List<int>();
+        await foreach (var o in seq.Output.Reader.ReadAllAsync())
+            if (o.Token >= 0) tokens.Add(o.Token);
+        return tokens.ToArray();
+    }
+
+    private static LlmEngine Engine(CausalLM model, KvCacheDType kv) => new(new ModelRunner(model, kv, 128, 4), new EngineOptions
+    {
+        MaxNumSeqs = 8, MaxNumBatchedTokens = 48, MaxModelLen = 512, EnablePrefixCaching = true,
+    }, e => throw new Xunit.Sdk.XunitException("engine fault: " + e));
+
+    [HostBuildTheory]
+    [InlineData("glm4_moe", KvCacheDType.Bf16)]
+    [InlineData("glm4_moe_lite", KvCacheDType.Int4)]
+    public async Task BatchedRequestsOnTheCudaWorkerEqualTheCpuWorkersOneByOne(string arch, KvCacheDType kv)
+    {
+        var rng = new Random(11);
+        var shared = Enumerable.Range(0, 9).Select(_ => rng.Next(3, 1000)).ToArray(); // a common prefix: cached blocks are shared
+        var prompts = Enumerable.Range(0, 8)
+            .Select(i => shared.Concat(Enumerable.Range(0, 1 + 5 * i).Select(_ => rng.Next(3, 1000))).ToArray()).ToList();
+
+        var expected = new List<int[]>();
+        using (var cpu = Engine(ModelLoader.Load(Fixtures.Dir(arch)), kv))
+            foreach (var p in prompts) expected.Add(await Collect(cpu.Submit(p, Greedy)));
+
+        using var worker = HostBuild.Open();
+        using var engine = Engine(ModelLoader.Load(Fixtures.Dir(arch), worker: worker), kv);
+        var results = await Task.WhenAll(prompts.Select(p => engine.Submit(p, Greedy)).ToList().Select(Collect));
+        for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
+        Assert.True(engine.Stats.PrefixHits > 0, "the shared prefix should hit the cache");
+    }
+
+    [HostBuildFact]
+    public async Task ServeDeviceCudaAnswersAChatCompletionAsTheCpuServerDoes()
+    {
+        var messages = new List<ChatMessage> { new UserChatMessage("What is 2 + 3?") };
+        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 24 };
+        string cpuAnswer = await Answer("cpu", messages, options);
+        string cudaAnswer = await Answer("cuda", messages, options);
+        Assert.False(string.IsNullOrEmpty(cudaAnswer));
+        Assert.Equal(cpuAnswer, cudaAnswer);
+    }
+
+    private static async Task<string> Answer(string device, List<ChatMessage> messages, ChatCompletionOptions options)
+    {
+        _ = HostBuild.Unavailable; // binds libglm_cuda to the host build before the options probe it
+        var o = ServerOptions.Parse(["--device", device, "--port", "0", "--kv-cache-memory", "33554432", "--served-model-name", "glm-demo"]);
+        var log = new Serilog.LoggerConfiguration().MinimumLevel.Warning().CreateLogger();
+        var app = ServerApp.Build(o, log);
+        await app.StartAsync();
+        try
+        {
+            var uri = new Uri(app.Urls.First());
+            using var http = new HttpClient { BaseAddress = uri };
+            for (int i = 0; i < 600 && !(await http.GetAsync("/health")).IsSuccessStatusCode; i++) await Task.Delay(50);
+            var chat = new ChatClient("glm-demo", new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(uri, "/v1") });
+            var completion = (await chat.CompleteChatAsync(messages, options)).Value;
+            return completion.Content.Count > 0 ? completion.Content[0].Text : "";
+        }
+        finally
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public void AnUnusableDeviceIsRefusedWithItsReason()
+    {
+        Assert.Contains("--device must be cpu, cuda or cuda:N", Assert.Throws<CliException>(() => ServerOptions.Parse(["--device", "tpu"])).Message);
+        Assert.Contains("--gpu-memory-utilization", Assert.Throws<CliException>(() => ServerOptions.Parse(["--gpu-memory-utilization", "1.5"])).Message);
+        if (HostBuild.Unavailable is null)
+        {
+            var e = Assert.Throws<CliException>(() => ModelHost.Load(ServerOptions.Parse(["--device", "cuda:3"]), Serilog.Core.Logger.None));
+            Assert.Contains("there is no CUDA device 3 (1 visible)", e.Message);
+        }
+    }
+}
