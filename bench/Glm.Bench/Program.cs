@@ -24,6 +24,7 @@ public static class Program
     {
         string what = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "all";
         if (what == "cuda") return CudaBench.Run();
+        if (what == "cudamodel") return CudaModelBench.Run(args);
         if (what == "forward") return ForwardSpeed(ArgInt(args, "--threads", Environment.ProcessorCount));
         if (what == "structured") return StructuredBench.Run();
         if (what == "schemabench")
@@ -308,12 +309,14 @@ public static class Program
                 Enumerable.Range(0, 64).Select(_ => rng.Next(model.VocabSize)).ToArray(),
                 new SamplingParams { Temperature = 0, MaxTokens = 32, IgnoreEos = true })).ToList();
             var firstToken = new double[concurrency];
-            Parallel.For(0, concurrency, i =>
+            // One asynchronous reader per sequence, all waiting at once: a parallel loop of blocking readers starts
+            // some only after the engine has finished when there are fewer cores than sequences.
+            Task.WaitAll(seqs.Select(async (seq, i) =>
             {
                 bool first = true;
-                foreach (var _ in seqs[i].Output.Reader.ReadAllAsync().ToBlockingEnumerable())
+                await foreach (var _ in seq.Output.Reader.ReadAllAsync())
                     if (first) { firstToken[i] = sw.Elapsed.TotalSeconds; first = false; }
-            });
+            }).ToArray());
             double end = sw.Elapsed.TotalSeconds, prefillEnd = firstToken.Max();
             double decode = concurrency * 31 / (end - prefillEnd);
             single ??= decode;

@@ -24,6 +24,19 @@ public static class SyntheticCheckpoint
         ["max_position_embeddings"] = 202752, ["eos_token_id"] = new JsonArray(154820, 154827, 154829),
     };
 
+    /// <summary>GLM-4.5-Air's layer shapes (from its released config): the first layer dense, the rest MoE with 128 experts, top-8.</summary>
+    public static JsonObject Glm45AirConfig(int layers, int vocab = 151552) => new()
+    {
+        ["architectures"] = new JsonArray("Glm4MoeForCausalLM"), ["model_type"] = "glm4_moe", ["dtype"] = "bfloat16",
+        ["vocab_size"] = vocab, ["hidden_size"] = 4096, ["intermediate_size"] = 10944, ["moe_intermediate_size"] = 1408,
+        ["num_hidden_layers"] = layers, ["num_attention_heads"] = 96, ["num_key_value_heads"] = 8, ["head_dim"] = 128,
+        ["partial_rotary_factor"] = 0.5, ["attention_bias"] = true, ["use_qk_norm"] = false,
+        ["n_routed_experts"] = 128, ["n_shared_experts"] = 1, ["num_experts_per_tok"] = 8, ["n_group"] = 1, ["topk_group"] = 1,
+        ["norm_topk_prob"] = true, ["routed_scaling_factor"] = 1.0, ["first_k_dense_replace"] = 1,
+        ["rope_theta"] = 1000000.0, ["rms_norm_eps"] = 1e-5, ["tie_word_embeddings"] = false,
+        ["max_position_embeddings"] = 131072, ["eos_token_id"] = new JsonArray(151329, 151336, 151338),
+    };
+
     /// <summary>Writes config.json and model.safetensors for a glm4_moe or glm4_moe_lite config.</summary>
     public static void Write(string directory, JsonObject configJson, int seed = 1)
     {
