@@ -159,7 +159,7 @@ public sealed class ModelHost : IDisposable
             var gpu = CudaWorker.Open(device);
             var (free, total) = CudaRuntime.MemoryInfo();
             if (gpu.IsHostBuild)
-                log.Warning("--device {Device} runs on libglm_cuda_host, the CUDA ABI in plain C++ over host memory (GLM_CUDA_LIBRARY): correct, slow, no GPU", o.Device);
+                log.Warning("--device {Device} runs on libglm_cuda_host, the CUDA ABI built as plain C++ over host memory: correct, slow, no GPU", o.Device);
             log.Information("GPU {Device}: {Name}, {Free:F1} GiB free of {Total:F1} GiB; --gpu-memory-utilization {Utilization}",
                 gpu.Name, gpu.DeviceName, free / 1073741824.0, total / 1073741824.0, o.GpuMemoryUtilization);
             return gpu;
