@@ -15,6 +15,13 @@ public interface IModelRunner : IDisposable
     KvCacheDType KvDType { get; }
     void Forward(ForwardBatch batch, Span<float> logits);
     void CopyBlock(int from, int to);
+
+    /// <summary>Whether <see cref="ForwardSample"/> samples on the worker's device (so only token ids come back).</summary>
+    bool SamplesOnDevice => false;
+
+    /// <summary>The forward pass with one token drawn per sequence on the device; only when <see cref="SamplesOnDevice"/>.</summary>
+    void ForwardSample(ForwardBatch batch, ReadOnlySpan<RowSampling> rows, Span<int> tokens) =>
+        throw new NotSupportedException("this runner samples on the host");
 }
 
 /// <summary>A model plus its worker (CPU, CUDA, …): the worker holds the weights and the KV pool.</summary>
@@ -44,6 +51,11 @@ public sealed class ModelRunner : IModelRunner
     public KvCacheDType KvDType => _cache.DType;
 
     public void Forward(ForwardBatch batch, Span<float> logits) => _model.Forward(batch, _cache, logits);
+
+    /// <summary>True on a worker that samples on its device (the CUDA worker); the CPU worker samples on the host.</summary>
+    public bool SamplesOnDevice => _model.Worker is IDeviceSampler;
+
+    public void ForwardSample(ForwardBatch batch, ReadOnlySpan<RowSampling> rows, Span<int> tokens) => _model.ForwardSample(batch, _cache, rows, tokens);
 
     public void CopyBlock(int from, int to) => _cache.CopyBlock(from, to);
 

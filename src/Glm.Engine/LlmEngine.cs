@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using Glm.Models.Architectures;
 
+using Glm.Kernels.Device;
+
 namespace Glm.Engine;
 
 /// <summary>Thrown when a request cannot be admitted (context too long, queue full, engine stopping).</summary>
@@ -34,6 +36,8 @@ public sealed class LlmEngine : IDisposable
     private int _pending;
     private long _promptTokens, _generationTokens, _steps;
     private float[] _logits = [];
+    private RowSampling[] _deviceRows = [];
+    private int[] _deviceTokens = [];
 
     public LlmEngine(IModelRunner runner, EngineOptions options, Action<Exception>? onFault = null)
     {
@@ -176,8 +180,29 @@ public sealed class LlmEngine : IDisposable
             at += n;
         }
         int vocab = _runner.Config.VocabSize;
-        if (_logits.Length < work.Count * vocab) _logits = new float[work.Count * vocab];
-        _runner.Forward(new ForwardBatch(tokens, inputs), _logits);
+        var batch = new ForwardBatch(tokens, inputs);
+        // On a device that samples, a step returns one id per sequence instead of its logits, when every sequence
+        // sampled this step draws from plain temperature / top-k / top-p / min-p (anything else needs the logits).
+        bool onDevice = _runner.SamplesOnDevice && work.TrueForAll(w => w.Sequence.NumComputed + w.Tokens < w.Sequence.Length || DeviceSamplable(w.Sequence));
+        if (onDevice)
+        {
+            if (_deviceRows.Length < work.Count) { _deviceRows = new RowSampling[work.Count]; _deviceTokens = new int[work.Count]; }
+            for (int i = 0; i < work.Count; i++)
+            {
+                var (seq, n) = work[i];
+                var p = seq.Sampling;
+                bool samples = seq.NumComputed + n >= seq.Length;
+                // The uniform number is drawn as the host sampler draws it: once per sampled, non-greedy token.
+                _deviceRows[i] = !samples || p.IsGreedy ? new RowSampling(0, 0, 1, 0, 0)
+                    : new RowSampling(p.Temperature, p.TopK, p.TopP, p.MinP, seq.Random.NextDouble());
+            }
+            _runner.ForwardSample(batch, _deviceRows.AsSpan(0, work.Count), _deviceTokens);
+        }
+        else
+        {
+            if (_logits.Length < work.Count * vocab) _logits = new float[work.Count * vocab];
+            _runner.Forward(batch, _logits);
+        }
         _steps++;
 
         for (int i = 0; i < work.Count; i++)
@@ -186,7 +211,7 @@ public sealed class LlmEngine : IDisposable
             seq.NumComputed += n;
             _blocks.RegisterComputedBlocks(seq);
             if (seq.NumComputed < seq.Length) continue; // a prefill chunk with more to come
-            var (token, logprob, top) = _sampler.Sample(seq, _logits.AsSpan(i * vocab, vocab), _eos);
+            var (token, logprob, top) = onDevice ? (_deviceTokens[i], null, null) : _sampler.Sample(seq, _logits.AsSpan(i * vocab, vocab), _eos);
             seq.Tokens.Add(token);
             _generationTokens++;
             var reason = FinishReason.None;
@@ -197,6 +222,14 @@ public sealed class LlmEngine : IDisposable
             seq.Output.Writer.TryWrite(new SequenceOutput(token, logprob, top, reason, stopToken));
             if (reason != FinishReason.None) Finish(seq, reason, alreadyReported: true);
         }
+    }
+
+    /// <summary>Whether the device's sampler draws this sequence's next token exactly as <see cref="Sampler"/> would.</summary>
+    private static bool DeviceSamplable(Sequence seq)
+    {
+        var p = seq.Sampling;
+        return p.Constraint is null && p.Logprobs is null && p.LogitBias is null && p.RepetitionPenalty == 1f && p.PresencePenalty == 0 &&
+               p.FrequencyPenalty == 0 && seq.GeneratedCount >= p.MinTokens;
     }
 
     private void Finish(Sequence seq, FinishReason reason, bool scheduled = true, bool alreadyReported = false)

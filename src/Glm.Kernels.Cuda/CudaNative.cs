@@ -79,6 +79,8 @@ internal static unsafe partial class CudaNative
         int queriesPerKvHead, float scale, int valueDim, nint output, nint stream);
     [LibraryImport(Library)] public static partial int glm_moe_route(nint x, int rows, nint gateWeight, nint correctionBias, int experts, int hidden, int topK,
         int groups, int topkGroup, int normTopkProb, float routedScalingFactor, nint chosen, nint weights, nint expertStart, nint order, nint stream);
+    [LibraryImport(Library)] public static partial int glm_sample(nint logits, int rows, int vocab, nint parameters, nint scratchProbs, nint scratchOrder,
+        nint tokens, nint stream);
     [LibraryImport(Library)] public static partial int glm_moe_experts(nint gate, nint up, nint down, int experts, int intermediate, int hidden,
         nint x, int rows, int topK, nint chosen, nint weights, nint expertStart, nint order, nint scratch, nint output, nint stream);
 }

@@ -49,6 +49,47 @@ public class ServingTests
         Assert.True(engine.Stats.PrefixHits > 0, "the shared prefix should hit the cache");
     }
 
+    public static TheoryData<string> SamplingCases() => ["t0.8", "t1.2,k40", "t0.7,p0.9", "t1,k50,p0.8,m0.05", "t0.9,m0.1", "mixed"];
+
+    private static SamplingParams Sampling(string spec, int i)
+    {
+        var p = new SamplingParams { MaxTokens = 12, IgnoreEos = true, Seed = (ulong)(1000 + i) };
+        if (spec == "mixed") // every third request needs the host (logprobs, a penalty): those steps fall back, the rest stay on the device
+            return i % 3 == 0 ? p with { Temperature = 0.8f, Logprobs = 2 } : i % 3 == 1 ? p with { Temperature = 0.8f, PresencePenalty = 0.5f } : p with { Temperature = 0.8f, TopP = 0.9f };
+        foreach (var part in spec.Split(','))
+        {
+            float v = float.Parse(part[1..], System.Globalization.CultureInfo.InvariantCulture);
+            p = part[0] switch
+            {
+                't' => p with { Temperature = v },
+                'k' => p with { TopK = (int)v },
+                'p' => p with { TopP = v },
+                _ => p with { MinP = v },
+            };
+        }
+        return p;
+    }
+
+    [HostBuildTheory]
+    [MemberData(nameof(SamplingCases))]
+    public async Task SeededSamplingOnTheDeviceDrawsTheHostSamplersTokens(string spec)
+    {
+        var rng = new Random(21);
+        var prompts = Enumerable.Range(0, 6).Select(i => Enumerable.Range(0, 3 + 4 * i).Select(_ => rng.Next(3, 1000)).ToArray()).ToList();
+        var expected = new List<int[]>();
+        using (var cpu = Engine(ModelLoader.Load(Fixtures.Dir("glm4_moe")), KvCacheDType.F32))
+        {
+            Assert.False(cpu.Runner.SamplesOnDevice);
+            for (int i = 0; i < prompts.Count; i++) expected.Add(await Collect(cpu.Submit(prompts[i], Sampling(spec, i))));
+        }
+        using var worker = HostBuild.Open();
+        using var engine = Engine(ModelLoader.Load(Fixtures.Dir("glm4_moe"), worker: worker), KvCacheDType.F32);
+        Assert.True(engine.Runner.SamplesOnDevice);
+        var results = await Task.WhenAll(prompts.Select((p, i) => engine.Submit(p, Sampling(spec, i))).ToList().Select(Collect));
+        for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
+        Assert.Contains(expected, e => e.Distinct().Count() > 2); // sampling, not a constant stream
+    }
+
     [HostBuildFact]
     public async Task ServeDeviceCudaAnswersAChatCompletionAsTheCpuServerDoes()
     {

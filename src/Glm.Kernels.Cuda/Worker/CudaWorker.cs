@@ -14,7 +14,7 @@ namespace Glm.Kernels.Cuda.Worker;
 /// positions go up once per step (<see cref="PrepareStep"/>); MoE routing, grouping and the experts stay on the
 /// device. What the host checks before it queues (token ids, block tables) is what a kernel could not report.
 /// </summary>
-public sealed class CudaWorker : IWorker
+public sealed class CudaWorker : IWorker, IDeviceSampler
 {
     private readonly DeviceMemory _memory = new();
     private readonly ConditionalWeakTable<Rope, CudaVector> _ropeFrequencies = new();
@@ -279,6 +279,29 @@ public sealed class CudaWorker : IWorker
             Ptr(x), x.Rows, routing.TopK, r.Chosen.Pointer, r.Weights.Pointer, r.Start.Pointer, r.Order.Pointer, scratch.Pointer, Ptr(output), 0), "moe_experts");
         _memory.Return(scratch);
         return output;
+    }
+
+    public void SampleToHost(Tensor logits, ReadOnlySpan<RowSampling> rows, Span<int> tokens)
+    {
+        if (rows.Length != logits.Rows || tokens.Length < rows.Length) throw new ArgumentException("sample: one setting and one token per logits row");
+        long cells = Math.Max(1L, logits.Length);
+        var parameters = _memory.Rent(Math.Max(1, rows.Length) * Marshal.SizeOf<RowSampling>());
+        DeviceMemory.CopyIn(parameters, rows);
+        var probs = _memory.Rent(cells * sizeof(float));
+        var order = _memory.Rent(cells * sizeof(int));
+        var ids = _memory.Rent(Math.Max(1, rows.Length) * sizeof(int));
+        try
+        {
+            Check(CudaNative.glm_sample(Ptr(logits), logits.Rows, logits.Cols, parameters.Pointer, probs.Pointer, order.Pointer, ids.Pointer, 0), "sample");
+            DeviceMemory.CopyOut(ids.Pointer, tokens[..rows.Length]);
+        }
+        finally
+        {
+            _memory.Return(parameters);
+            _memory.Return(probs);
+            _memory.Return(order);
+            _memory.Return(ids);
+        }
     }
 
     private ExpertTables UploadExpertTables(ExpertSet experts)

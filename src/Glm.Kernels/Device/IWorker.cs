@@ -123,3 +123,21 @@ public static class WorkerOps
         return values;
     }
 }
+
+/// <summary>
+/// One row's sampling settings for <see cref="IDeviceSampler"/>: temperature (below 1e-5 greedy), top-k (0 off),
+/// top-p (1 off), min-p (0 off), and the uniform number in [0, 1) the host drew from the sequence's generator.
+/// </summary>
+[System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+public readonly record struct RowSampling(float Temperature, int TopK, float TopP, float MinP, double Uniform);
+
+/// <summary>
+/// A worker that samples where the logits are (a GPU), so a step returns token ids instead of [rows, vocab]
+/// floats. It draws as Glm.Engine's Sampler does for requests without penalties, biases, constraints or logprobs;
+/// the engine keeps everything else on the host.
+/// </summary>
+public interface IDeviceSampler
+{
+    /// <summary>One token per row of <paramref name="logits"/> [rows, vocab].</summary>
+    void SampleToHost(Tensor logits, ReadOnlySpan<RowSampling> rows, Span<int> tokens);
+}

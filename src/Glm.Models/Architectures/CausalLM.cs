@@ -46,6 +46,26 @@ public sealed class CausalLM : IDisposable
     public void Forward(ForwardBatch batch, DeviceKvCache cache, Span<float> logits)
     {
         if (logits.Length < (long)batch.LogitRows * VocabSize) throw new ArgumentException("logits buffer too small", nameof(logits));
+        using var normed = FinalHiddenStates(batch, cache);
+        Worker.LinearToHost(normed, _lmHead, logits);
+    }
+
+    /// <summary>
+    /// The same forward pass, sampled where the logits are: one token per logit row (a row per sequence), drawn
+    /// by the worker (<see cref="IDeviceSampler"/>), so only ids come back to the host.
+    /// </summary>
+    public void ForwardSample(ForwardBatch batch, DeviceKvCache cache, ReadOnlySpan<RowSampling> rows, Span<int> tokens)
+    {
+        if (Worker is not IDeviceSampler sampler) throw new NotSupportedException($"the {Worker.Name} worker does not sample on its device");
+        if (rows.Length != batch.LogitRows) throw new ArgumentException("one sampling setting per logit row", nameof(rows));
+        using var normed = FinalHiddenStates(batch, cache);
+        using var logits = Worker.Linear(normed, _lmHead);
+        sampler.SampleToHost(logits, rows, tokens);
+    }
+
+    /// <summary>Every decoder layer over the batch, then the final norm of the rows whose logits are wanted.</summary>
+    private Tensor FinalHiddenStates(ForwardBatch batch, DeviceKvCache cache)
+    {
         foreach (int id in batch.TokenIds)
             if ((uint)id >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(batch), $"token id {id} is outside the vocabulary (0..{VocabSize - 1})");
         var sequences = new StepSequence[batch.Sequences.Count];
@@ -63,8 +83,7 @@ public sealed class CausalLM : IDisposable
         Span<int> rows = batch.LogitRows <= 256 ? stackalloc int[batch.LogitRows] : new int[batch.LogitRows];
         for (int r = 0; r < rows.Length; r++) rows[r] = batch.AllLogits ? r : batch.Sequences[r].Start + batch.Sequences[r].Count - 1;
         using var last = Worker.GatherRows(hiddenStates, rows);
-        using var normed = Worker.RmsNorm(last, _norm, Config.RmsNormEps);
-        Worker.LinearToHost(normed, _lmHead, logits);
+        return Worker.RmsNorm(last, _norm, Config.RmsNormEps);
     }
 
     /// <summary>Every weight matrix once (a tied LM head is the embedding).</summary>

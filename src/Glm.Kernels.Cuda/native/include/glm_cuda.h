@@ -151,6 +151,19 @@ GLM_API int glm_moe_experts(const glm_weight* gate, const glm_weight* up, const 
                             int hidden, const float* x, int rows, int top_k, const int32_t* chosen, const float* weights,
                             const int32_t* expert_start, const int32_t* order, float* scratch, float* out, void* stream);
 
+// One token per row of logits [rows, vocab] (device memory), as Glm.Engine.Sampler draws it without penalties,
+// biases, constraints or logprobs: params is a device array of rows entries (temperature, top_k, top_p, min_p and
+// the uniform number the host drew); scratch holds rows * vocab floats and rows * vocab ints; tokens [rows].
+typedef struct glm_sample_params {
+  float temperature;
+  int32_t top_k;
+  float top_p;
+  float min_p;
+  double uniform;
+} glm_sample_params;
+GLM_API int glm_sample(const float* logits, int rows, int vocab, const glm_sample_params* params, float* scratch_probs,
+                       int32_t* scratch_order, int32_t* tokens, void* stream);
+
 #ifdef __cplusplus
 }
 #endif

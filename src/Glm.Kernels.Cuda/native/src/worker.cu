@@ -7,6 +7,7 @@
 #include "common/checks.h"
 #include "common/formats.h"
 #include "common/moe.h"
+#include "common/sampling.h"
 
 using namespace glm;
 
@@ -307,6 +308,18 @@ __global__ void moe_combine_kernel(const float* contribution, int hidden, int to
   }
 }
 
+// Version 1: one thread decides a row with the shared serial sampler (bench/cuda/NOTES.md: a block-parallel
+// max, exp and selection is the next step); rows run in parallel.
+__global__ void sample_kernel(const float* logits, int rows, int vocab, const glm_sample_params* params, float* probs, int32_t* order,
+                              int32_t* tokens) {
+  int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  glm_sample_params p = params[r];
+  sample_params_t s{p.temperature, p.top_k, p.top_p, p.min_p, p.uniform};
+  tokens[r] = sample_row(logits + static_cast<int64_t>(r) * vocab, vocab, s, probs + static_cast<int64_t>(r) * vocab,
+                         order + static_cast<int64_t>(r) * vocab);
+}
+
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // The tuned decode kernels of gemv.cu take one row at a time in these layouts.
@@ -507,6 +520,15 @@ int glm_moe_experts(const glm_weight* gate, const glm_weight* up, const glm_weig
   GLM_LAUNCHED(moe_down_kernel);
   moe_combine_kernel<<<rows, 256, 0, as_stream(stream)>>>(contribution, hidden, top_k, out);
   GLM_LAUNCHED(moe_combine_kernel);
+  return GLM_OK;
+}
+
+int glm_sample(const float* logits, int rows, int vocab, const glm_sample_params* params, float* scratch_probs, int32_t* scratch_order,
+               int32_t* tokens, void* stream) {
+  GLM_REQUIRE(rows >= 0 && vocab > 0 && (rows == 0 || (logits && params && scratch_probs && scratch_order && tokens)), "sample: bad arguments");
+  if (rows == 0) return GLM_OK;
+  sample_kernel<<<blocks(rows, 32), 32, 0, as_stream(stream)>>>(logits, rows, vocab, params, scratch_probs, scratch_order, tokens);
+  GLM_LAUNCHED(sample_kernel);
   return GLM_OK;
 }
 }

@@ -21,7 +21,7 @@ namespace {
   X(glm_cuda_last_error) X(glm_cuda_malloc) X(glm_cuda_free) X(glm_cuda_copy_to_device) X(glm_cuda_copy_to_host)          \
   X(glm_cuda_stream_synchronize) X(glm_cuda_device_name) X(glm_cuda_is_host_build) X(glm_embedding) X(glm_linear)         \
   X(glm_heads_times_weight) X(glm_rmsnorm_heads) X(glm_rope_heads) X(glm_copy_heads) X(glm_add_f32)                      \
-  X(glm_silu_mul_halves) X(glm_gather_rows) X(glm_kv_write) X(glm_paged_attention) X(glm_moe_route) X(glm_moe_experts)
+  X(glm_silu_mul_halves) X(glm_gather_rows) X(glm_kv_write) X(glm_paged_attention) X(glm_moe_route) X(glm_moe_experts) X(glm_sample)
 
 struct Api {
   std::string name;
@@ -404,6 +404,34 @@ void check_moe(const Api& host, const Api& cuda, int format, int groups, int top
     cuda.free(p);
 }
 
+// 16 rows of a 151,552-token vocabulary under every sampling setting: the same ids from both builds.
+void check_sampling(const Api& host, const Api& cuda) {
+  int rows = 16, vocab = 151552;
+  auto logits = random_floats(static_cast<size_t>(rows) * vocab, 8.f);
+  std::vector<glm_sample_params> params(rows);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (int r = 0; r < rows; r++) {
+    float temperature = r % 4 == 0 ? 0.f : 0.5f + 0.1f * r;
+    params[r] = {temperature, r % 3 == 1 ? 40 : 0, r % 2 == 1 ? 0.9f : 1.f, r % 5 == 2 ? 0.05f : 0.f, u(rng)};
+  }
+  std::vector<float> probs(logits.size());
+  std::vector<int32_t> order(logits.size()), expected(rows);
+  host.check(host.glm_sample(logits.data(), rows, vocab, params.data(), probs.data(), order.data(), expected.data(), nullptr), "sample");
+  float* dl = cuda.upload(logits);
+  auto* dp = cuda.upload(params);
+  float* dprobs = cuda.zeros<float>(logits.size());
+  auto* dorder = cuda.zeros<int32_t>(logits.size());
+  auto* dtokens = cuda.zeros<int32_t>(rows);
+  cuda.check(cuda.glm_sample(dl, rows, vocab, dp, dprobs, dorder, dtokens, nullptr), "sample");
+  auto got = cuda.download(dtokens, rows);
+  int differing = 0;
+  for (int r = 0; r < rows; r++) differing += got[r] != expected[r];
+  report("sample 16 rows x 151552 (greedy, temperature, top-k, top-p, min-p): rows differing " + std::to_string(differing), differing, 0);
+  for (const void* p : {static_cast<const void*>(dl), static_cast<const void*>(dp), static_cast<const void*>(dprobs), static_cast<const void*>(dorder),
+                        static_cast<const void*>(dtokens)})
+    cuda.free(p);
+}
+
 // Microseconds per call of fn, queued `calls` times and timed to the last one's completion.
 template <class F> double time_us(const Api& cuda, int calls, F fn) {
   fn();
@@ -416,6 +444,21 @@ template <class F> double time_us(const Api& cuda, int calls, F fn) {
 
 void timings(const Api& cuda) {
   std::printf("\ntimings (CUDA build, default stream)\n");
+  {
+    int rows = 64, vocab = 151552;
+    float* dl = cuda.upload(random_floats(static_cast<size_t>(rows) * vocab, 8.f));
+    std::vector<glm_sample_params> params(rows, glm_sample_params{0.8f, 0, 0.95f, 0.f, 0.5});
+    auto* dp = cuda.upload(params);
+    float* dprobs = cuda.zeros<float>(static_cast<size_t>(rows) * vocab);
+    auto* dorder = cuda.zeros<int32_t>(static_cast<size_t>(rows) * vocab);
+    auto* dtokens = cuda.zeros<int32_t>(rows);
+    double us = time_us(cuda, 5, [&] { cuda.glm_sample(dl, rows, vocab, dp, dprobs, dorder, dtokens, nullptr); });
+    std::printf("sample 64 rows x 151552, temperature 0.8, top-p 0.95: %9.1f us (the host would copy %.1f MB of logits instead)\n", us,
+                4.0 * rows * vocab / 1e6);
+    for (const void* p : {static_cast<const void*>(dl), static_cast<const void*>(dp), static_cast<const void*>(dprobs),
+                          static_cast<const void*>(dorder), static_cast<const void*>(dtokens)})
+      cuda.free(p);
+  }
   int rows = 12288, cols = 4096;
   for (int format : {GLM_WEIGHT_BF16, GLM_WEIGHT_FP8, GLM_WEIGHT_INT4}) {
     Weight w = make_weight(cuda, format, rows, cols, format == GLM_WEIGHT_INT4 ? 128 : 0);
@@ -463,6 +506,7 @@ int main(int argc, char** argv) {
   }
   check_moe(host, cuda, GLM_WEIGHT_BF16, 1, 1);
   check_moe(host, cuda, GLM_WEIGHT_INT4, 8, 4);
+  check_sampling(host, cuda);
   if (!quick && !cuda.glm_cuda_is_host_build()) timings(cuda);
   std::printf("\n%s: %d check(s) failed\n", failures == 0 ? "PASS" : "FAIL", failures);
   return failures == 0 ? 0 : 1;

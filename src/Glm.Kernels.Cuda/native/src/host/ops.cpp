@@ -6,6 +6,7 @@
 #include <vector>
 #include "host.h"
 #include "../common/moe.h"
+#include "../common/sampling.h"
 
 using namespace glm;
 
@@ -287,6 +288,17 @@ int glm_moe_experts(const glm_weight* gate, const glm_weight* up, const glm_weig
       const float* c = contribution + ((int64_t)r * top_k + j) * hidden;
       for (int d = 0; d < hidden; d++) o[d] += c[d];
     }
+  }
+  return GLM_OK;
+}
+
+int glm_sample(const float* logits, int rows, int vocab, const glm_sample_params* params, float* scratch_probs, int32_t* scratch_order,
+               int32_t* tokens, void*) {
+  GLM_REQUIRE(rows >= 0 && vocab > 0 && (rows == 0 || (logits && params && scratch_probs && scratch_order && tokens)), "sample: bad arguments");
+  for (int r = 0; r < rows; r++) {
+    const glm_sample_params& p = params[r];
+    sample_params_t s{p.temperature, p.top_k, p.top_p, p.min_p, p.uniform};
+    tokens[r] = sample_row(logits + (int64_t)r * vocab, vocab, s, scratch_probs + (int64_t)r * vocab, scratch_order + (int64_t)r * vocab);
   }
   return GLM_OK;
 }
