@@ -41,7 +41,7 @@ public sealed class ModelRunner : IModelRunner
 
     /// <summary>Blocks that fit a byte budget for this model's cache layout and dtype (the page format is the same on every worker).</summary>
     public static int BlocksForBudget(CausalLM model, KvCacheDType dtype, int blockSize, long bytes) =>
-        (int)Math.Max(1, Math.Min(int.MaxValue, bytes / PagedKvCache.BytesPerBlock(model.CacheLayout, dtype, blockSize)));
+        (int)Math.Max(1, Math.Min(int.MaxValue, bytes / model.KvBytesPerBlock(dtype, blockSize)));
 
     public ModelConfig Config => _model.Config;
     public CausalLM Model => _model;

@@ -47,9 +47,24 @@ public sealed record ModelConfig
     public int VHeadDim { get; init; }
     public bool RopeInterleave { get; init; }
 
-    public int RotaryDim => Architecture == Architecture.Glm4MoeLite
+    /// <summary>Multi-head latent attention: glm4_moe_lite and glm_moe_dsa.</summary>
+    public bool IsLatent => Architecture is Architecture.Glm4MoeLite or Architecture.GlmMoeDsa;
+
+    public int RotaryDim => IsLatent
         ? QkRopeHeadDim
         : (int)(HeadDim * PartialRotaryFactor);
+
+    // DSA (glm_moe_dsa)
+    /// <summary>Keys each query attends to past the first index_topk positions (2048 in every release).</summary>
+    public int IndexTopK { get; init; }
+    public int IndexHeadDim { get; init; }
+    public int IndexNumHeads { get; init; }
+    /// <summary>Per layer: true where the layer has its own indexer ("full"), false where it reuses the last full layer's selection ("shared").</summary>
+    public bool[] IndexerFull { get; init; } = [];
+    /// <summary>The indexer's RoPE pairs (x0,x1),(x2,x3)… (every release: true; vLLM reads it, transformers hard-codes it).</summary>
+    public bool IndexerRopeInterleave { get; init; } = true;
+    /// <summary>The multi-token-prediction layers after the decoder (their weights are reported unused until speculative decoding uses them).</summary>
+    public int NumNextNPredictLayers { get; init; }
 
     public static ModelConfig Load(string modelDirectory)
     {
@@ -95,9 +110,10 @@ public sealed record ModelConfig
             "Glm4ForCausalLM" => Architecture.Glm4,
             "Glm4MoeForCausalLM" => Architecture.Glm4Moe,
             "Glm4MoeLiteForCausalLM" => Architecture.Glm4MoeLite,
+            "GlmMoeDsaForCausalLM" => Architecture.GlmMoeDsa,
             "" => throw new ModelLoadException("config.json has no 'architectures' entry."),
             _ => throw new ModelLoadException(
-                $"Unsupported architecture '{archName}'. Supported: GlmForCausalLM, Glm4ForCausalLM, Glm4MoeForCausalLM, Glm4MoeLiteForCausalLM."),
+                $"Unsupported architecture '{archName}'. Supported: GlmForCausalLM, Glm4ForCausalLM, Glm4MoeForCausalLM, Glm4MoeLiteForCausalLM, GlmMoeDsaForCausalLM."),
         };
 
         int Int(string name) => root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number
@@ -109,7 +125,8 @@ public sealed record ModelConfig
 
         // transformers 5 nests RoPE settings under rope_parameters; released checkpoints keep them top level.
         double ropeTheta = DoubleOr("rope_theta", 10000);
-        double partial = DoubleOr("partial_rotary_factor", arch == Architecture.Glm4MoeLite ? 1.0 : 0.5);
+        bool latent = arch is Architecture.Glm4MoeLite or Architecture.GlmMoeDsa;
+        double partial = DoubleOr("partial_rotary_factor", latent ? 1.0 : 0.5);
         foreach (var key in new[] { "rope_parameters", "rope_scaling" })
         {
             if (root.TryGetProperty(key, out var rp) && rp.ValueKind == JsonValueKind.Object)
@@ -122,7 +139,7 @@ public sealed record ModelConfig
         }
 
         int hidden = Int("hidden_size"), heads = Int("num_attention_heads"), layers = Int("num_hidden_layers");
-        bool moe = arch is Architecture.Glm4Moe or Architecture.Glm4MoeLite;
+        bool moe = arch is Architecture.Glm4Moe or Architecture.Glm4MoeLite or Architecture.GlmMoeDsa;
         var sparse = new bool[layers];
         if (moe)
         {
@@ -133,13 +150,17 @@ public sealed record ModelConfig
             }
             else
             {
-                int firstDense = IntOr("first_k_dense_replace", 1);
+                int firstDense = IntOr("first_k_dense_replace", arch == Architecture.GlmMoeDsa ? 3 : 1);
                 for (int i = 0; i < layers; i++) sparse[i] = i >= firstDense;
             }
         }
 
-        int headDim = arch == Architecture.Glm4MoeLite ? Int("qk_rope_head_dim") : IntOr("head_dim", hidden / heads);
+        // MLA's head_dim is the rope width (transformers overwrites a checkpoint's head_dim with it; GLM-5.2's says 192).
+        int headDim = latent ? Int("qk_rope_head_dim") : IntOr("head_dim", hidden / heads);
         if (root.TryGetProperty("head_dim", out var hd) && hd.ValueKind == JsonValueKind.Null) headDim = hidden / heads;
+
+        bool dsa = arch == Architecture.GlmMoeDsa;
+        var indexerFull = dsa ? IndexerTypes(root, layers) : [];
 
         return new ModelConfig
         {
@@ -155,7 +176,7 @@ public sealed record ModelConfig
             RmsNormEps = (float)DoubleOr("rms_norm_eps", 1e-5),
             RopeTheta = ropeTheta,
             PartialRotaryFactor = partial,
-            AttentionBias = BoolOr("attention_bias", arch != Architecture.Glm4MoeLite),
+            AttentionBias = BoolOr("attention_bias", !latent),
             TieWordEmbeddings = BoolOr("tie_word_embeddings", false),
             MaxPositionEmbeddings = IntOr("max_position_embeddings", 4096),
             EosTokenIds = root.TryGetProperty("eos_token_id", out var eos) ? ReadIds(eos) : [],
@@ -172,11 +193,50 @@ public sealed record ModelConfig
             RoutedScalingFactor = (float)DoubleOr("routed_scaling_factor", 1.0),
             SparseLayers = sparse,
             QLoraRank = root.TryGetProperty("q_lora_rank", out var ql) && ql.ValueKind == JsonValueKind.Number ? ql.GetInt32() : null,
-            KvLoraRank = arch == Architecture.Glm4MoeLite ? Int("kv_lora_rank") : 0,
-            QkNopeHeadDim = arch == Architecture.Glm4MoeLite ? Int("qk_nope_head_dim") : 0,
-            QkRopeHeadDim = arch == Architecture.Glm4MoeLite ? Int("qk_rope_head_dim") : 0,
-            VHeadDim = arch == Architecture.Glm4MoeLite ? Int("v_head_dim") : 0,
+            KvLoraRank = latent ? Int("kv_lora_rank") : 0,
+            QkNopeHeadDim = latent ? Int("qk_nope_head_dim") : 0,
+            QkRopeHeadDim = latent ? Int("qk_rope_head_dim") : 0,
+            VHeadDim = latent ? Int("v_head_dim") : 0,
             RopeInterleave = BoolOr("rope_interleave", true),
+            IndexTopK = dsa ? IntOr("index_topk", 2048) : 0,
+            IndexHeadDim = dsa ? IntOr("index_head_dim", 128) : 0,
+            IndexNumHeads = dsa ? IntOr("index_n_heads", 32) : 0,
+            IndexerFull = indexerFull,
+            IndexerRopeInterleave = BoolOr("indexer_rope_interleave", true),
+            NumNextNPredictLayers = IntOr("num_nextn_predict_layers", 0),
         };
+
+        bool[] IndexerTypes(JsonElement config, int count)
+        {
+            // As transformers' GlmMoeDsaConfig: an explicit indexer_types list, else index_topk_pattern ("F"/"S"
+            // per layer), else full where max(l - offset + 1, 0) % freq == 0 (defaults freq 1, offset 2: all full).
+            var full = new bool[count];
+            if (config.TryGetProperty("indexer_types", out var types) && types.ValueKind == JsonValueKind.Array)
+            {
+                if (types.GetArrayLength() != count) throw new ModelLoadException("config.json: indexer_types must have one entry per layer.");
+                for (int i = 0; i < count; i++)
+                    full[i] = types[i].GetString() switch
+                    {
+                        "full" => true,
+                        "shared" => false,
+                        var t => throw new ModelLoadException($"config.json: indexer_types[{i}] is '{t}' (expected full or shared)."),
+                    };
+            }
+            else if (config.TryGetProperty("index_topk_pattern", out var pattern) && pattern.ValueKind == JsonValueKind.String)
+            {
+                string text = pattern.GetString()!;
+                if (text.Length != count || text.Any(ch => ch is not ('F' or 'S')))
+                    throw new ModelLoadException("config.json: index_topk_pattern must hold one F or S per layer.");
+                for (int i = 0; i < count; i++) full[i] = text[i] == 'F';
+            }
+            else
+            {
+                int freq = IntOr("index_topk_freq", 1), offset = IntOr("index_skip_topk_offset", 2);
+                if (freq < 1) throw new ModelLoadException("config.json: index_topk_freq must be at least 1.");
+                for (int i = 0; i < count; i++) full[i] = Math.Max(i - offset + 1, 0) % freq == 0;
+            }
+            if (count > 0 && !full[0]) throw new ModelLoadException("config.json: the first layer must have its own indexer (a shared layer reuses an earlier one).");
+            return full;
+        }
     }
 }

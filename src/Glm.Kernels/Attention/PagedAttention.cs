@@ -20,8 +20,9 @@ public static class PagedAttention
     /// <param name="queries">[tokens, heads, qDim]</param>
     /// <param name="output">[tokens, heads, vDim]</param>
     /// <param name="groupSize">query heads per KV head</param>
+    /// <param name="selected">per batch row, the positions it attends to (ascending), or null for all; null for dense attention</param>
     public static void Forward(KvStore store, int layer, ReadOnlySpan<AttentionSequence> sequences,
-        float[] queries, int heads, int qDim, int groupSize, float scale, float[] output, int vDim)
+        float[] queries, int heads, int qDim, int groupSize, float scale, float[] output, int vDim, int[]?[]? selected = null)
     {
         int kvHeads = heads / groupSize;
         // Work items are (sequence, token, KV head), numbered through a prefix sum of tokens per sequence.
@@ -45,12 +46,20 @@ public static class PagedAttention
                 while (firstItem[s + 1] <= w) s++;
                 int local = w - firstItem[s], i = local / kvHeads, kvh = local % kvHeads;
                 var seq = seqs[s];
-                int ctx = seq.FirstPosition + i + 1;
                 int row = seq.Start + i;
+                int[]? chosen = selected?[row];
+                int ctx = chosen?.Length ?? seq.FirstPosition + i + 1;
                 float[] scores = ArrayPool<float>.Shared.Rent(ctx * groupSize);
+                long[]? picked = null;
                 try
                 {
                     var slots = seq.Slots.AsSpan(0, ctx);
+                    if (chosen is not null)
+                    {
+                        picked = ArrayPool<long>.Shared.Rent(ctx);
+                        for (int k = 0; k < ctx; k++) picked[k] = seq.Slots[chosen[k]];
+                        slots = picked.AsSpan(0, ctx);
+                    }
                     for (int start = 0; start < ctx; start += Chunk)
                     {
                         int n = Math.Min(Chunk, ctx - start);
@@ -78,6 +87,7 @@ public static class PagedAttention
                 finally
                 {
                     ArrayPool<float>.Shared.Return(scores);
+                    if (picked is not null) ArrayPool<long>.Shared.Return(picked);
                 }
             }
             if (cost < 1 << 16 || MatMul.Threads <= 1)

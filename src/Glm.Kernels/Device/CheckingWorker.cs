@@ -269,6 +269,38 @@ public sealed class CheckingWorker(IWorker reference, IWorker candidate, double 
         return Wrap(a, b);
     }
 
+    public bool SupportsSparseAttention => Reference.SupportsSparseAttention && Candidate.SupportsSparseAttention;
+
+    public void LayerNorm(Heads x, DeviceVector weight, DeviceVector bias, float eps, Heads output)
+    {
+        var (xa, xb) = Of(x);
+        var (oa, ob) = Of(output);
+        Reference.LayerNorm(xa, Of(weight).A, Of(bias).A, eps, oa);
+        Candidate.LayerNorm(xb, Of(weight).B, Of(bias).B, eps, ob);
+        Check(nameof(LayerNorm), oa, ob);
+    }
+
+    public TokenSelection IndexerTopK(DeviceKvCache keys, int layer, StepSequences step, Tensor queries, Tensor headWeights, int heads, int headDim,
+        float scale, float weightScale, int topK)
+    {
+        var pair = new Pair<TokenSelection>(
+            Reference.IndexerTopK(Of(keys).A, layer, Of(step).A, Of(queries).A, Of(headWeights).A, heads, headDim, scale, weightScale, topK),
+            Candidate.IndexerTopK(Of(keys).B, layer, Of(step).B, Of(queries).B, Of(headWeights).B, heads, headDim, scale, weightScale, topK));
+        // The choice itself is checked through the sparse attention's output, which depends on every position picked.
+        return new TokenSelection(pair, queries.Rows, pair.Dispose);
+    }
+
+    public Tensor SparsePagedAttention(DeviceKvCache cache, int layer, StepSequences step, Tensor queries, int heads, int headDim,
+        int queriesPerKvHead, float scale, int valueDim, TokenSelection selection)
+    {
+        var s = (Pair<TokenSelection>)selection.Native;
+        var a = Reference.SparsePagedAttention(Of(cache).A, layer, Of(step).A, Of(queries).A, heads, headDim, queriesPerKvHead, scale, valueDim, s.A);
+        var b = Candidate.SparsePagedAttention(Of(cache).B, layer, Of(step).B, Of(queries).B, heads, headDim, queriesPerKvHead, scale, valueDim, s.B);
+        try { Check(nameof(SparsePagedAttention), a, b); }
+        catch { a.Dispose(); b.Dispose(); throw; }
+        return Wrap(a, b);
+    }
+
     public void Dispose()
     {
         Reference.Dispose();

@@ -99,6 +99,38 @@ public interface IWorker : IDisposable
     /// weighted, and summed in ascending expert order as transformers sums them.
     /// </summary>
     Tensor MoeExperts(Tensor x, MoeRouting routing, ExpertSet experts);
+
+    // --- DeepSeek Sparse Attention (glm_moe_dsa); a worker without them refuses such a model at load -----------
+
+    /// <summary>Whether this worker has <see cref="LayerNorm"/>, <see cref="IndexerTopK"/> and <see cref="SparsePagedAttention"/>.</summary>
+    bool SupportsSparseAttention => false;
+
+    /// <summary>nn.LayerNorm of each head: (x − mean) · rsqrt(var + eps) · weight + bias (the indexer's k_norm). May be in place.</summary>
+    void LayerNorm(Heads x, DeviceVector weight, DeviceVector bias, float eps, Heads output) =>
+        throw new NotSupportedException($"the {Name} worker has no LayerNorm");
+
+    /// <summary>
+    /// The lightning indexer's choice for each row at position p: score[j] = Σ_h (w[h]·weightScale)·ReLU(q_h · k_j ·
+    /// scale) over the cached indexer keys of positions j ≤ p (one KV head of <paramref name="headDim"/> in
+    /// <paramref name="keys"/>' layer), and the <paramref name="topK"/> best positions, ties to the lower position;
+    /// every position when p + 1 ≤ topK. <paramref name="queries"/> [rows, heads·headDim], <paramref name="headWeights"/> [rows, heads].
+    /// </summary>
+    TokenSelection IndexerTopK(DeviceKvCache keys, int layer, StepSequences step, Tensor queries, Tensor headWeights, int heads, int headDim,
+        float scale, float weightScale, int topK) =>
+        throw new NotSupportedException($"the {Name} worker has no DSA indexer");
+
+    /// <summary><see cref="PagedAttention"/> over each row's selected positions only (in ascending order); exactly it where a row's selection is every position.</summary>
+    Tensor SparsePagedAttention(DeviceKvCache cache, int layer, StepSequences step, Tensor queries, int heads, int headDim,
+        int queriesPerKvHead, float scale, int valueDim, TokenSelection selection) =>
+        throw new NotSupportedException($"the {Name} worker has no sparse attention");
+}
+
+/// <summary>Each row's selected positions (the DSA indexer's top-k), held where the worker computed them.</summary>
+public sealed class TokenSelection(object native, int rows, Action release) : IDisposable
+{
+    public object Native { get; } = native;
+    public int Rows { get; } = rows;
+    public void Dispose() => release();
 }
 
 /// <summary>Shorthands over <see cref="IWorker"/> that read like the model code they serve.</summary>

@@ -15,9 +15,12 @@ public sealed class CausalLM : IDisposable
     private readonly DeviceVector _norm;
     private readonly DeviceWeight _lmHead;
     private readonly Checkpoint? _checkpoint;
+    private readonly IndexSelectionChain? _selections;
 
-    internal CausalLM(IWorker worker, ModelConfig config, DeviceWeight embedTokens, DecoderLayer[] layers, DeviceVector norm, DeviceWeight lmHead, Checkpoint? checkpoint)
+    internal CausalLM(IWorker worker, ModelConfig config, DeviceWeight embedTokens, DecoderLayer[] layers, DeviceVector norm, DeviceWeight lmHead, Checkpoint? checkpoint,
+        IndexSelectionChain? selections = null)
     {
+        _selections = selections;
         Worker = worker;
         Config = config;
         _embedTokens = embedTokens;
@@ -25,8 +28,13 @@ public sealed class CausalLM : IDisposable
         _norm = norm;
         _lmHead = lmHead;
         _checkpoint = checkpoint;
-        CacheLayout = config.Architecture == Architecture.Glm4MoeLite ? LatentAttention.CacheLayout(config) : GqaAttention.CacheLayout(config);
+        CacheLayout = config.IsLatent ? LatentAttention.CacheLayout(config) : GqaAttention.CacheLayout(config);
+        if (config.Architecture == Architecture.GlmMoeDsa)
+            IndexerCacheLayout = new KvLayout(config.IndexerFull.Count(f => f), 1, config.IndexHeadDim, config.IndexHeadDim, ValueIsKeyPrefix: true);
     }
+
+    /// <summary>glm_moe_dsa's second KV stream: one indexer key a token for each full layer; null for the other architectures.</summary>
+    public KvLayout? IndexerCacheLayout { get; }
 
     public IWorker Worker { get; }
     public ModelConfig Config { get; }
@@ -36,8 +44,18 @@ public sealed class CausalLM : IDisposable
     public DeviceWeight Embedding => _embedTokens;
     public DeviceWeight LmHead => _lmHead;
 
-    /// <summary>A KV pool for this model on its worker.</summary>
-    public DeviceKvCache CreateKvCache(KvCacheDType dtype, int blocks, int blockSize) => Worker.CreateKvCache(CacheLayout, dtype, blocks, blockSize);
+    /// <summary>A KV pool for this model on its worker (for glm_moe_dsa, the latent and the indexer keys, paged alike).</summary>
+    public DeviceKvCache CreateKvCache(KvCacheDType dtype, int blocks, int blockSize)
+    {
+        var main = Worker.CreateKvCache(CacheLayout, dtype, blocks, blockSize);
+        if (IndexerCacheLayout is not { } indexer) return main;
+        try { return new DsaKvCache(main, Worker.CreateKvCache(indexer, dtype, blocks, blockSize)); }
+        catch { main.Dispose(); throw; }
+    }
+
+    /// <summary>Pool bytes per block of <paramref name="blockSize"/> tokens, every stream counted (the page format is the same on every worker).</summary>
+    public long KvBytesPerBlock(KvCacheDType dtype, int blockSize) =>
+        PagedKvCache.BytesPerBlock(CacheLayout, dtype, blockSize) + (IndexerCacheLayout is { } i ? PagedKvCache.BytesPerBlock(i, dtype, blockSize) : 0);
 
     /// <summary>
     /// Runs one step: writes every token's KV into <paramref name="cache"/> and fills <paramref name="logits"/>
@@ -74,10 +92,17 @@ public sealed class CausalLM : IDisposable
             var seq = batch.Sequences[s];
             sequences[s] = new StepSequence(seq.Start, seq.Count, seq.FirstPosition, seq.BlockTable);
         }
-        using var step = Worker.PrepareStep(cache, sequences, batch.Positions);
+        using var step = Worker.PrepareStep(DsaKvCache.MainOf(cache), sequences, batch.Positions);
 
         using var hiddenStates = Worker.Embedding(_embedTokens, batch.TokenIds);
-        for (int l = 0; l < _layers.Length; l++) _layers[l].Forward(hiddenStates, step, cache, l);
+        try
+        {
+            for (int l = 0; l < _layers.Length; l++) _layers[l].Forward(hiddenStates, step, cache, l);
+        }
+        finally
+        {
+            _selections?.Clear(); // a selection lives for one forward pass
+        }
 
         // Only the rows whose logits are wanted go through the final norm and lm_head.
         Span<int> rows = batch.LogitRows <= 256 ? stackalloc int[batch.LogitRows] : new int[batch.LogitRows];

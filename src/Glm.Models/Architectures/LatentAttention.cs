@@ -23,6 +23,9 @@ public sealed class LatentAttention : IAttention
     private readonly int _heads, _nope, _ropeDim, _vDim, _rank, _qHeadDim;
     /// <summary>Each head's no-RoPE key block of kv_b_proj, transposed at load (see <see cref="TransposeKeyBlocks"/>).</summary>
     private readonly DeviceWeight _kbTransposed;
+    /// <summary>glm_moe_dsa: this layer's own indexer (a "full" layer), or null where it reuses the chain's selection.</summary>
+    private LightningIndexer? _indexer;
+    private IndexSelectionChain? _selections;
 
     public LatentAttention(IWorker worker, Linear? qA, DeviceVector? qANorm, Linear qB, Linear kvA, DeviceVector kvANorm, Linear kvB,
         DeviceWeight kbTransposed, Linear o, Rope rope, ModelConfig c, bool qIsDirect)
@@ -60,7 +63,19 @@ public sealed class LatentAttention : IAttention
         return Bf16Matrix.FromArray(bits, heads * rank, nope);
     }
 
-    public IEnumerable<Linear> Linears => new[] { _qA, _qB, _kvA, _kvB, _o }.OfType<Linear>();
+    /// <summary>
+    /// Makes this layer DeepSeek Sparse Attention (glm_moe_dsa): with an indexer it picks each query's keys and
+    /// hands the pick to <paramref name="selections"/>; without one (IndexShare) it attends to the last pick there.
+    /// </summary>
+    public void UseSparseAttention(LightningIndexer? indexer, IndexSelectionChain selections)
+    {
+        _indexer = indexer;
+        _selections = selections;
+    }
+
+    public LightningIndexer? Indexer => _indexer;
+
+    public IEnumerable<Linear> Linears => new[] { _qA, _qB, _kvA, _kvB, _o }.OfType<Linear>().Concat(_indexer?.Linears ?? []);
 
     public static KvLayout CacheLayout(ModelConfig c) =>
         new(c.NumLayers, 1, c.KvLoraRank + c.QkRopeHeadDim, c.KvLoraRank, ValueIsKeyPrefix: true);
@@ -68,8 +83,14 @@ public sealed class LatentAttention : IAttention
     public Tensor Forward(Tensor hiddenStates, StepSequences step, DeviceKvCache cache, int layer)
     {
         int t = hiddenStates.Rows, latentWidth = _rank + _ropeDim;
-        using var query = QueryStates(hiddenStates);
+        using var query = QueryStates(hiddenStates, out var compressedQuery);
         var queryHeads = query.Heads(_heads, _qHeadDim);
+        using (compressedQuery)
+        {
+            // DSA: the indexer reads the query latent and the layer input before attention (a shared layer reuses).
+            if (_indexer is not null) _selections!.Set(_indexer.Select(hiddenStates, compressedQuery!.Value, step, (DsaKvCache)cache));
+        }
+        var mainCache = DsaKvCache.MainOf(cache);
 
         // compressed_kv = kv_a_proj_with_mqa(x): [kv_lora (normalised) | k_rot (roped)], cached as it is.
         using var latent = _kvA.Forward(hiddenStates);
@@ -84,8 +105,11 @@ public sealed class LatentAttention : IAttention
         _worker.HeadsTimesWeight(_kbTransposed, _rank, 0, queryHeads.Slice(0, _nope), queryLatentHeads.Slice(0, _rank));
         _worker.Copy(queryHeads.Slice(_nope, _ropeDim), queryLatentHeads.Slice(_rank, _ropeDim));
 
-        _worker.WriteKv(cache, layer, step, latent, null);
-        using var latentOutput = _worker.PagedAttention(cache, layer, step, queryLatent, _heads, latentWidth, _heads, 1f / MathF.Sqrt(_qHeadDim), _rank);
+        _worker.WriteKv(mainCache, layer, step, latent, null);
+        float scale = 1f / MathF.Sqrt(_qHeadDim);
+        using var latentOutput = _selections is null
+            ? _worker.PagedAttention(mainCache, layer, step, queryLatent, _heads, latentWidth, _heads, scale, _rank)
+            : _worker.SparsePagedAttention(mainCache, layer, step, queryLatent, _heads, latentWidth, _heads, scale, _rank, _selections.Current);
 
         // Expand each head's latent output through its value block of kv_b_proj, then o_proj.
         using var attention = _worker.Empty(t, _heads * _vDim);
@@ -93,18 +117,26 @@ public sealed class LatentAttention : IAttention
         return _o.Forward(attention);
     }
 
-    /// <summary>q_proj(x), or q_b_proj(q_a_layernorm(q_a_proj(x))) when the checkpoint has a q LoRA.</summary>
-    private Tensor QueryStates(Tensor hiddenStates)
+    /// <summary>
+    /// q_proj(x), or q_b_proj(q_a_layernorm(q_a_proj(x))) when the checkpoint has a q LoRA; the normed latent is
+    /// handed out when the indexer needs it (the caller disposes it), else freed here.
+    /// </summary>
+    private Tensor QueryStates(Tensor hiddenStates, out Tensor? compressedQuery)
     {
+        compressedQuery = null;
         if (_qProj is not null) return _qProj.Forward(hiddenStates);
-        using var compressed = _qA!.Forward(hiddenStates);
+        var compressed = _qA!.Forward(hiddenStates);
         _worker.RmsNormInPlace(compressed.WholeRows, _qANorm!, LatentNormEps);
-        return _qB.Forward(compressed);
+        var query = _qB.Forward(compressed);
+        if (_indexer is not null) compressedQuery = compressed;
+        else compressed.Dispose();
+        return query;
     }
 
     public void Dispose()
     {
-        foreach (var l in Linears) l.Dispose();
+        foreach (var l in new[] { _qA, _qB, _kvA, _kvB, _o }.OfType<Linear>()) l.Dispose();
+        _indexer?.Dispose();
         _kbTransposed.Dispose();
         _qANorm?.Dispose();
         _kvANorm.Dispose();

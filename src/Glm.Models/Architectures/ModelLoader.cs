@@ -21,7 +21,10 @@ public static class ModelLoader
         try
         {
             var builder = builderFactory?.Invoke(checkpoint) ?? new WeightBuilder(checkpoint);
-            var model = new Placer(worker ?? CpuWorker.Instance, config, builder).Build(progress);
+            worker ??= CpuWorker.Instance;
+            if (config.Architecture == Architecture.GlmMoeDsa && !worker.SupportsSparseAttention)
+                throw new ModelLoadException($"{config.ArchitectureName} needs DeepSeek Sparse Attention (the lightning indexer and sparse attention), which the {worker.Name} worker does not have yet; use --device cpu.");
+            var model = new Placer(worker, config, builder).Build(progress);
             var unused = checkpoint.Unused();
             if (unused.Count > 0)
                 log?.Invoke($"Skipped {unused.Count} checkpoint tensors the forward pass does not use (e.g. {string.Join(", ", unused.Take(3))}).");
@@ -37,6 +40,8 @@ public static class ModelLoader
     /// <summary>Reads each module's tensors through the builder and places them on the worker.</summary>
     private sealed class Placer(IWorker worker, ModelConfig c, WeightBuilder b)
     {
+        private readonly IndexSelectionChain? _selections = c.Architecture == Architecture.GlmMoeDsa ? new IndexSelectionChain() : null;
+        private int _fullIndexerLayers;
         private DeviceWeight Matrix(string prefix, int rows, int cols) => worker.Place(b.Matrix(prefix, rows, cols));
         private DeviceVector Vector(string name, int length) => worker.Place(b.Vector(name, length));
         private DeviceVector? OptionalVector(string name, int length) => b.OptionalVector(name, length) is { } v ? worker.Place(v) : null;
@@ -56,14 +61,14 @@ public static class ModelLoader
                 layers[i] = Layer(i);
                 progress?.Invoke(i + 1, c.NumLayers);
             }
-            return new CausalLM(worker, c, embed, layers, Vector("model.norm.weight", h), lmHead, b.Checkpoint);
+            return new CausalLM(worker, c, embed, layers, Vector("model.norm.weight", h), lmHead, b.Checkpoint, _selections);
         }
 
         private DecoderLayer Layer(int i)
         {
             string p = $"model.layers.{i}";
             int h = c.HiddenSize;
-            IAttention attention = c.Architecture == Architecture.Glm4MoeLite ? LatentAttention(p) : GqaAttention(p);
+            IAttention attention = c.IsLatent ? LatentAttention(p, i) : GqaAttention(p);
 
             DenseMlp? mlp = null;
             MoeBlock? moe = null;
@@ -124,7 +129,28 @@ public static class ModelLoader
                 new Rope(c.RotaryDim, c.RopeTheta, layout, c.Bf16RopeFrequencies), c);
         }
 
-        private LatentAttention LatentAttention(string p)
+        private LatentAttention LatentAttention(string p, int layer)
+        {
+            var attention = PlainLatentAttention(p);
+            if (_selections is null) return attention;
+            if (c.QLoraRank is not int qRank) throw new ModelLoadException($"{c.ArchitectureName} needs q_lora_rank: the indexer reads the query latent.");
+            LightningIndexer? indexer = null;
+            if (c.IndexerFull[layer])
+            {
+                // Shared (IndexShare) layers have no indexer weights; a full one owns the next layer of the indexer-key stream.
+                string ip = $"{p}.self_attn.indexer";
+                int h = c.HiddenSize, dim = c.IndexHeadDim, heads = c.IndexNumHeads;
+                if (c.QkRopeHeadDim > dim) throw new ModelLoadException($"qk_rope_head_dim {c.QkRopeHeadDim} exceeds index_head_dim {dim}.");
+                var rope = new Rope(c.QkRopeHeadDim, c.RopeTheta, c.IndexerRopeInterleave ? RopeLayout.Interleaved : RopeLayout.HalfSplit, c.Bf16RopeFrequencies);
+                indexer = new LightningIndexer(worker, Linear($"{ip}.wq_b", heads * dim, qRank, false), Linear($"{ip}.wk", dim, h, false),
+                    Vector($"{ip}.k_norm.weight", dim), Vector($"{ip}.k_norm.bias", dim), Linear($"{ip}.weights_proj", heads, h, false),
+                    rope, heads, dim, c.IndexTopK, _fullIndexerLayers++);
+            }
+            attention.UseSparseAttention(indexer, _selections);
+            return attention;
+        }
+
+        private LatentAttention PlainLatentAttention(string p)
         {
             int h = c.HiddenSize, qHead = c.QkNopeHeadDim + c.QkRopeHeadDim;
             var rope = new Rope(c.QkRopeHeadDim, c.RopeTheta, c.RopeInterleave ? RopeLayout.InterleavedToHalf : RopeLayout.HalfSplit, c.Bf16RopeFrequencies);

@@ -37,7 +37,31 @@ public static class SyntheticCheckpoint
         ["max_position_embeddings"] = 131072, ["eos_token_id"] = new JsonArray(151329, 151336, 151338),
     };
 
-    /// <summary>Writes config.json and model.safetensors for a glm4_moe or glm4_moe_lite config.</summary>
+    /// <summary>GLM-5's layer shapes (glm_moe_dsa, from the released config), with the given number of layers; IndexShare as GLM-5.2 when <paramref name="indexShare"/>.</summary>
+    public static JsonObject Glm5Config(int layers, bool indexShare = false, int vocab = 154880)
+    {
+        var config = new JsonObject
+        {
+            ["architectures"] = new JsonArray("GlmMoeDsaForCausalLM"), ["model_type"] = "glm_moe_dsa", ["dtype"] = "bfloat16",
+            ["vocab_size"] = vocab, ["hidden_size"] = 6144, ["intermediate_size"] = 12288, ["moe_intermediate_size"] = 2048,
+            ["num_hidden_layers"] = layers, ["num_attention_heads"] = 64, ["num_key_value_heads"] = 64, ["head_dim"] = 64,
+            ["q_lora_rank"] = 2048, ["kv_lora_rank"] = 512, ["qk_nope_head_dim"] = 192, ["qk_rope_head_dim"] = 64, ["v_head_dim"] = 256,
+            ["n_routed_experts"] = 256, ["n_shared_experts"] = 1, ["num_experts_per_tok"] = 8, ["n_group"] = 1, ["topk_group"] = 1,
+            ["norm_topk_prob"] = true, ["routed_scaling_factor"] = 2.5, ["first_k_dense_replace"] = Math.Min(3, layers - 1),
+            ["index_topk"] = 2048, ["index_head_dim"] = 128, ["index_n_heads"] = 32, ["indexer_rope_interleave"] = true, ["rope_interleave"] = true,
+            ["rope_parameters"] = new JsonObject { ["rope_theta"] = indexShare ? 8000000.0 : 1000000.0, ["rope_type"] = "default" },
+            ["rms_norm_eps"] = 1e-5, ["attention_bias"] = false, ["tie_word_embeddings"] = false,
+            ["max_position_embeddings"] = indexShare ? 1048576 : 202752, ["eos_token_id"] = new JsonArray(154820, 154827, 154829),
+        };
+        if (indexShare)
+        {
+            config["index_topk_freq"] = 4;
+            config["index_skip_topk_offset"] = 3;
+        }
+        return config;
+    }
+
+    /// <summary>Writes config.json and model.safetensors for a glm4_moe, glm4_moe_lite or glm_moe_dsa config.</summary>
     public static void Write(string directory, JsonObject configJson, int seed = 1)
     {
         Directory.CreateDirectory(directory);
@@ -56,7 +80,7 @@ public static class SyntheticCheckpoint
             string p = $"model.layers.{l}";
             Norm($"{p}.input_layernorm.weight", h);
             Norm($"{p}.post_attention_layernorm.weight", h);
-            if (c.Architecture == Architecture.Glm4MoeLite)
+            if (c.IsLatent)
             {
                 int qHead = c.QkNopeHeadDim + c.QkRopeHeadDim;
                 Matrix($"{p}.self_attn.q_a_proj.weight", c.QLoraRank!.Value, h);
@@ -66,6 +90,16 @@ public static class SyntheticCheckpoint
                 Norm($"{p}.self_attn.kv_a_layernorm.weight", c.KvLoraRank);
                 Matrix($"{p}.self_attn.kv_b_proj.weight", c.NumHeads * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank);
                 Matrix($"{p}.self_attn.o_proj.weight", h, c.NumHeads * c.VHeadDim);
+                if (c.Architecture == Architecture.GlmMoeDsa && c.IndexerFull[l])
+                {
+                    // Only full layers carry an indexer; IndexShare layers have none in the checkpoint.
+                    string ip = $"{p}.self_attn.indexer";
+                    Matrix($"{ip}.wq_b.weight", c.IndexNumHeads * c.IndexHeadDim, c.QLoraRank.Value);
+                    Matrix($"{ip}.wk.weight", c.IndexHeadDim, h);
+                    Norm($"{ip}.k_norm.weight", c.IndexHeadDim);
+                    w.AddBf16($"{ip}.k_norm.bias", [c.IndexHeadDim], new ushort[c.IndexHeadDim]);
+                    Matrix($"{ip}.weights_proj.weight", c.IndexNumHeads, h);
+                }
             }
             else
             {

@@ -81,7 +81,7 @@ public sealed class ModelHost : IDisposable
                 maxModelLen, config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
         }
         log.Information("max-model-len {MaxLen} ({Source})", maxModelLen, o.MaxModelLen is null ? "the model's max_position_embeddings" : "--max-model-len");
-        long bytesPerBlock = PagedKvCache.BytesPerBlock(model.CacheLayout, kvDType, o.BlockSize);
+        long bytesPerBlock = model.KvBytesPerBlock(kvDType, o.BlockSize);
         long budget = o.KvCacheMemory ?? (worker is CudaWorker gpu ? GpuKvBudget(gpu, bytesPerBlock, o, log) : DefaultKvBudget(bytesPerBlock, o, maxModelLen));
         int blocks = ModelRunner.BlocksForBudget(model, kvDType, o.BlockSize, budget);
         if ((long)blocks * o.BlockSize < maxModelLen)

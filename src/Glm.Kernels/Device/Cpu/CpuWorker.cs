@@ -189,6 +189,68 @@ public class CpuWorker : IWorker
         return output;
     }
 
+    public virtual bool SupportsSparseAttention => true;
+
+    public virtual void LayerNorm(Heads x, DeviceVector weight, DeviceVector bias, float eps, Heads output)
+    {
+        var w = Values(weight);
+        var b = Values(bias);
+        var xs = Data(x.Tensor);
+        var os = Data(output.Tensor);
+        for (int i = 0; i < x.Tensor.Rows; i++)
+            for (int h = 0; h < x.Count; h++)
+            {
+                var v = xs.Slice(i * x.Tensor.Cols + h * x.Stride + x.Offset, x.Width);
+                var o = os.Slice(i * output.Tensor.Cols + h * output.Stride + output.Offset, x.Width);
+                float mean = TensorPrimitives.Sum(v) / v.Length;
+                float variance = 0;
+                foreach (float e in v) variance += (e - mean) * (e - mean);
+                float inv = 1f / MathF.Sqrt(variance / v.Length + eps);
+                for (int k = 0; k < v.Length; k++) o[k] = (v[k] - mean) * inv * w[k] + b[k];
+            }
+    }
+
+    public virtual TokenSelection IndexerTopK(DeviceKvCache keys, int layer, StepSequences step, Tensor queries, Tensor headWeights, int heads, int headDim,
+        float scale, float weightScale, int topK)
+    {
+        var store = Pool(keys).Store;
+        var q = Array(queries);
+        var w = Data(headWeights);
+        var selected = new int[]?[queries.Rows];
+        foreach (var s in Slots(step))
+            for (int i = 0; i < s.Count; i++)
+            {
+                int row = s.Start + i, context = s.FirstPosition + i + 1;
+                if (context <= topK) continue; // every position: exactly dense attention
+                var score = new float[context];
+                var headScores = ArrayPool<float>.Shared.Rent(context);
+                for (int h = 0; h < heads; h++)
+                {
+                    store.Scores(layer, 0, s.Slots.AsSpan(0, context), q.AsSpan((row * heads + h) * headDim, headDim), scale, headScores);
+                    float weight = w[row * heads + h] * weightScale;
+                    for (int j = 0; j < context; j++) score[j] += weight * MathF.Max(headScores[j], 0f);
+                }
+                ArrayPool<float>.Shared.Return(headScores);
+                var order = new int[context];
+                for (int j = 0; j < context; j++) order[j] = j;
+                // Highest score first, the lower position winning a tie: a deterministic top-k.
+                System.Array.Sort(order, (a, b) => score[a] != score[b] ? score[b].CompareTo(score[a]) : a.CompareTo(b));
+                var pick = order[..topK];
+                System.Array.Sort(pick);
+                selected[row] = pick;
+            }
+        return new TokenSelection(selected, queries.Rows, () => { });
+    }
+
+    public virtual Tensor SparsePagedAttention(DeviceKvCache cache, int layer, StepSequences step, Tensor queries, int heads, int headDim,
+        int queriesPerKvHead, float scale, int valueDim, TokenSelection selection)
+    {
+        var output = Empty(queries.Rows, heads * valueDim);
+        Glm.Kernels.Attention.PagedAttention.Forward(Pool(cache).Store, layer, Slots(step), Array(queries), heads, headDim, queriesPerKvHead, scale,
+            Array(output), valueDim, (int[]?[])selection.Native);
+        return output;
+    }
+
     public virtual void Dispose() => GC.SuppressFinalize(this);
 
     /// <summary>The CPU page pool behind <see cref="DeviceKvCache"/>.</summary>
