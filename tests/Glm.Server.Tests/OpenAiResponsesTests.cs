@@ -42,6 +42,33 @@ public class OpenAiResponsesTests(AgentServer server) : IClassFixture<AgentServe
         .SelectMany(i => i.GetProperty("content").EnumerateArray()).Select(p => p.GetProperty("text").GetString()));
 
     [Theory]
+    [InlineData("none", false)]
+    [InlineData("minimal", false)]
+    [InlineData("high", true)]
+    public async Task ChatCompletionsReasoningEffortTurnsThinkingOffOrLeavesItOn(string effort, bool thinking)
+    {
+        const string messages = """[{"role":"user","content":"Hello!"}]""";
+        var expected = await Chat(messages, thinking);
+        var (s, body, raw) = await Post("/v1/chat/completions", $$"""{"model":"glm-demo","temperature":0,"max_tokens":200,"messages":{{messages}},"reasoning_effort":"{{effort}}"}""");
+        Assert.True(s == HttpStatusCode.OK, raw);
+        var m = body.GetProperty("choices")[0].GetProperty("message");
+        Assert.Equal(expected.Content, m.GetProperty("content").GetString() ?? "");
+        Assert.Equal(expected.Reasoning, m.GetProperty("reasoning_content").GetString() ?? "");
+        Assert.Equal(expected.PromptTokens, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task AnUnknownReasoningEffortIsA400()
+    {
+        var (s, body, raw) = await Post("/v1/chat/completions", """{"model":"glm-demo","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"extreme"}""");
+        Assert.True(s == HttpStatusCode.BadRequest, raw);
+        Assert.Equal("reasoning_effort", body.GetProperty("error").GetProperty("param").GetString());
+        (s, body, raw) = await Post("/v1/responses", """{"model":"glm-demo","input":"Hi","reasoning":{"effort":7}}""");
+        Assert.True(s == HttpStatusCode.BadRequest, raw);
+        Assert.Equal("reasoning.effort", body.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Theory]
     [InlineData("minimal", false)]
     [InlineData("medium", true)]
     public async Task TheAnswerEqualsChatCompletions(string effort, bool thinking)

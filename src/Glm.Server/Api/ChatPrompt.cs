@@ -24,6 +24,7 @@ public static class ChatPrompt
             if (kw.ValueKind != JsonValueKind.Object) throw RequestReader.Wrong("chat_template_kwargs", "an object");
             foreach (var p in kw.EnumerateObject()) kwargs[p.Name] = Values.FromJson(p.Value);
         }
+        ApplyReasoningEffort(r, kwargs);
         bool addGenerationPrompt = r.Bool("add_generation_prompt") ?? true;
         Func<string, string>? literal = null;
         if (model.LiteralThirdPartyContent && model.Tokenizer is { } tokenizer)
@@ -43,6 +44,24 @@ public static class ChatPrompt
         {
             throw ApiException.BadRequest($"The chat template could not render these messages: {e.Message}", "messages");
         }
+    }
+
+    /// <summary>OpenAI's reasoning efforts, and GLM-5.2+'s "max".</summary>
+    public static readonly string[] ReasoningEfforts = ["none", "minimal", "low", "medium", "high", "xhigh", "max"];
+
+    /// <summary>
+    /// reasoning_effort reaches the template two ways, unless chat_template_kwargs sets them itself: as the
+    /// template variable reasoning_effort (GLM-5.2 and later read it: low/high/max, anything else is their max),
+    /// and, for none or minimal, as enable_thinking false (what GLM-4.5 to 5.2 templates read to skip thinking).
+    /// </summary>
+    private static void ApplyReasoningEffort(RequestReader r, Dictionary<string, object?> kwargs)
+    {
+        if (r.Element("reasoning_effort") is not { } e || e.ValueKind == JsonValueKind.Null) return;
+        string? effort = e.ValueKind == JsonValueKind.String ? e.GetString() : null;
+        if (effort is null || !ReasoningEfforts.Contains(effort))
+            throw ApiException.BadRequest($"reasoning_effort must be one of {string.Join(", ", ReasoningEfforts)}.", "reasoning_effort");
+        kwargs.TryAdd("reasoning_effort", effort);
+        if (effort is "none" or "minimal") kwargs.TryAdd("enable_thinking", false);
     }
 
     /// <summary>The ids of a prompt from <see cref="Render"/>: the template's own tokens special, marked contents literal.</summary>

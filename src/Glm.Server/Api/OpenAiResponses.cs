@@ -103,22 +103,19 @@ public sealed class OpenAiResponses(ModelHost host, EngineMetrics metrics, Seril
         if (r.Element("tools") is { } tools) chat["tools"] = Tools(tools, namespaces);
         if (r.Element("tool_choice") is { } choice) chat["tool_choice"] = ToolChoice(choice);
         if (r.Element("text") is { } text && TextFormat(text) is { } format) chat["response_format"] = format;
-        if (r.Element("reasoning") is { } reasoning && ThinkingFor(reasoning) is bool think)
-            chat["chat_template_kwargs"] = new JsonObject { ["enable_thinking"] = think };
+        if (r.Element("reasoning") is { } reasoning && Effort(reasoning) is string effort) chat["reasoning_effort"] = effort;
         return chat;
     }
 
-    /// <summary>reasoning.effort none or minimal turns GLM's thinking off; low to xhigh keep it on; absent leaves the template's default.</summary>
-    private static bool? ThinkingFor(JsonElement reasoning)
+    /// <summary>reasoning.effort, which chat completions' reasoning_effort carries on (see ChatPrompt); absent leaves the template's default.</summary>
+    private static string? Effort(JsonElement reasoning)
     {
         if (reasoning.ValueKind != JsonValueKind.Object) throw RequestReader.Wrong("reasoning", "an object");
         if (!reasoning.TryGetProperty("effort", out var effort) || effort.ValueKind == JsonValueKind.Null) return null;
-        return effort.GetString() switch
-        {
-            "none" or "minimal" => false,
-            "low" or "medium" or "high" or "xhigh" => true,
-            var other => throw ApiException.BadRequest($"reasoning.effort '{other}' is not one of none, minimal, low, medium, high, xhigh.", "reasoning.effort"),
-        };
+        string? value = effort.ValueKind == JsonValueKind.String ? effort.GetString() : null;
+        if (value is null || !ChatPrompt.ReasoningEfforts.Contains(value))
+            throw ApiException.BadRequest($"reasoning.effort '{effort}' is not one of {string.Join(", ", ChatPrompt.ReasoningEfforts)}.", "reasoning.effort");
+        return value;
     }
 
     /// <summary>text.format as chat's response_format: json_schema's name, schema and strict sit in format itself here.</summary>
