@@ -141,6 +141,50 @@ public class GlmMoeDsaTests
     }
 
     [Fact]
+    public void TheOfficialFp8LayoutLoadsAsItIsStored()
+    {
+        // As the GLM-5-FP8 releases: block-128 E4M3 with weight_scale_inv everywhere but the embeddings, the LM
+        // head, the routers and the indexer's weights_proj, which stay BF16.
+        var (dsa, _) = Checkpoints(TinyConfig(indexTopK: 4, ["full", "shared", "full", "shared"]), "fp8");
+        string policyPath = Path.Combine(Directory.CreateTempSubdirectory().FullName, "policy.json");
+        File.WriteAllText(policyPath, """{"name":"glm5-fp8","rules":[{"pattern":"^(model\\.embed_tokens|lm_head)$","format":"keep"},{"pattern":"\\.mlp\\.gate$","format":"keep"},{"pattern":"\\.indexer\\.weights_proj$","format":"keep"},{"pattern":".*","format":"fp8","scaling":"block"}]}""");
+        var policy = Glm.Models.Quantization.QuantizationPolicy.FromJsonFile(policyPath);
+        string exported = PreQuantizedLoadingTests.Export(dsa, "fp8-block", policy);
+        using var onLoad = ModelLoader.Load(dsa, ckpt => new Glm.Models.Quantization.QuantizingWeightBuilder(ckpt, policy));
+        using var stored = ModelLoader.Load(exported);
+        Assert.Equal(onLoad.AllWeights().Select(w => w.Format), stored.AllWeights().Select(w => w.Format));
+        var indexer = ((LatentAttention)stored.Layers[0].Attention).Indexer!;
+        Assert.Equal(["fp8-e4m3-block128x128", "fp8-e4m3-block128x128", "bf16"], indexer.Linears.Select(l => l.Weight.Format));
+        var prompt = Prompt(12);
+        Assert.Equal(AllLogits(onLoad, prompt), AllLogits(stored, prompt));
+    }
+
+    [Fact]
+    public void TheCheckingWorkerRunsTheSparseOpsOnBothSides()
+    {
+        var (dsa, _) = Checkpoints(TinyConfig(indexTopK: 4, ["full", "shared", "full", "shared"]), "checking");
+        var checking = new CheckingWorker(CpuWorker.Instance, new FaultyCpuWorker("none"), tolerance: 0);
+        using var model = ModelLoader.Load(dsa, worker: checking);
+        using var plain = ModelLoader.Load(dsa);
+        var prompt = Prompt(12);
+        Assert.Equal(SequenceRunner.Greedy(plain, prompt, 6, KvCacheDType.Int4), SequenceRunner.Greedy(model, prompt, 6, KvCacheDType.Int4));
+        Assert.True(checking.OpsChecked > 100);
+    }
+
+    [Fact]
+    public void AWorkerWithoutSparseAttentionRefusesTheModelAtLoad()
+    {
+        var (dsa, _) = Checkpoints(TinyConfig(indexTopK: 4), "refuse");
+        var e = Assert.Throws<ModelLoadException>(() => ModelLoader.Load(dsa, worker: new NoSparseWorker()));
+        Assert.Contains("GlmMoeDsaForCausalLM needs DeepSeek Sparse Attention", e.Message);
+    }
+
+    private sealed class NoSparseWorker : CpuWorker
+    {
+        public override bool SupportsSparseAttention => false;
+    }
+
+    [Fact]
     public void TheKvPoolCountsTheIndexerKeysOfFullLayersOnly()
     {
         var (dsa, _) = Checkpoints(TinyConfig(indexTopK: 4, ["full", "shared", "full", "shared"]), "pool");

@@ -48,10 +48,11 @@ public class PreQuantizedLoadingTests
     }
 
     /// <summary>Quantizes the source's linear weights with the production quantizer and writes them in a checkpoint format.</summary>
-    private static string Export(string source, string format, QuantizationPolicy policy)
+    internal static string Export(string source, string format, QuantizationPolicy policy)
     {
         string dir = Directory.CreateTempSubdirectory($"glm-{format}-").FullName;
-        foreach (var f in new[] { "config.json", "generation_config.json" }) File.Copy(Path.Combine(source, f), Path.Combine(dir, f));
+        foreach (var f in new[] { "config.json", "generation_config.json" })
+            if (File.Exists(Path.Combine(source, f))) File.Copy(Path.Combine(source, f), Path.Combine(dir, f));
         if (format == "fp8-block")
         {
             var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!.AsObject();
