@@ -25,6 +25,11 @@ public static class Program
         string what = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "all";
         if (what == "cuda") return CudaBench.Run();
         if (what == "cudamodel") return CudaModelBench.Run(args);
+        if (what == "dsa")
+        {
+            MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);
+            return DsaBench.Run(args);
+        }
         if (what == "forward") return ForwardSpeed(ArgInt(args, "--threads", Environment.ProcessorCount));
         if (what == "structured") return StructuredBench.Run();
         if (what == "schemabench")
