@@ -25,6 +25,7 @@ public static class Program
         string what = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "all";
         if (what == "cuda") return CudaBench.Run();
         if (what == "cudamodel") return CudaModelBench.Run(args);
+        if (what == "load") return LoadBench.Run(args);
         if (what == "dsa")
         {
             MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);

@@ -18,6 +18,7 @@ public static class Program
                glm-server chat [--url http://127.0.0.1:8000 | --model DIR] [--demo-tools] [--temperature 0.6] [--max-tokens 512]
                glm-server health [--port 8000]
                glm-server eval --model DIR --quantization {fp8,int4,fp8-int4,FILE.json} [--kv-cache-dtype …] [--prompts FILE | --prompt-ids …]
+               glm-server quantize --model DIR --quantization {fp8,int4,fp8-int4,FILE.json} --output DIR
         Options follow vLLM's names: --served-model-name, --api-key, --max-model-len, --max-num-seqs,
         --max-num-batched-tokens, --block-size, --kv-cache-memory BYTES, --kv-cache-dtype {auto,f32,bf16,fp8,int4},
         --enable-prefix-caching/--no-enable-prefix-caching, --tool-call-parser glm45, --reasoning-parser glm45,
@@ -45,9 +46,10 @@ public static class Program
                 "serve" => Serve(options, log),
                 "complete" => Complete(options, log),
                 "eval" => EvalCommand.Run(options, log),
+                "quantize" => QuantizeCommand.Run(options, log),
                 "health" => Health(options),
                 "chat" => ChatCommand.Run(options, log, Console.In, Console.Out),
-                _ => throw new CliException($"unknown verb '{verb}' (serve, complete, eval)"),
+                _ => throw new CliException($"unknown verb '{verb}' (serve, complete, eval, quantize, chat, health)"),
             };
         }
         catch (CliException e)

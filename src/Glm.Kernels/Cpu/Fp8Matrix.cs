@@ -57,17 +57,30 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
         int bC = scaling == Fp8Scaling.Block ? blockCols : cols;
         int gridRows = (rows + bR - 1) / bR, gridCols = (cols + bC - 1) / bC;
         var scales = new float[gridRows * gridCols];
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++)
-            {
-                ref float s = ref scales[r / bR * gridCols + c / bC];
-                s = MathF.Max(s, MathF.Abs(w[r * cols + c]));
-            }
-        for (int i = 0; i < scales.Length; i++) scales[i] = scales[i] > 0 ? scales[i] / Fp8E4M3.MaxFinite : 1f;
         var codes = new byte[(long)rows * cols];
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++)
-                codes[(long)r * cols + c] = Fp8E4M3.FromFloat(w[r * cols + c] / scales[r / bR * gridCols + c / bC]);
+        // A row of scale blocks at a time, on MatMul.Threads threads: its scales and codes belong to it alone.
+        fixed (float* pw = w)
+        {
+            nint source = (nint)pw;
+            MatMul.ForEachChunk(gridRows, (long)bR * cols * 16, (first, last) =>
+            {
+                var all = new ReadOnlySpan<float>((float*)source, checked(rows * cols));
+                for (int gr = first; gr < last; gr++)
+                {
+                    int r0 = gr * bR, r1 = Math.Min(rows, r0 + bR);
+                    for (int r = r0; r < r1; r++)
+                        for (int c = 0; c < cols; c++)
+                        {
+                            ref float s = ref scales[gr * gridCols + c / bC];
+                            s = MathF.Max(s, MathF.Abs(all[r * cols + c]));
+                        }
+                    for (int i = gr * gridCols; i < (gr + 1) * gridCols; i++) scales[i] = scales[i] > 0 ? scales[i] / Fp8E4M3.MaxFinite : 1f;
+                    for (int r = r0; r < r1; r++)
+                        for (int c = 0; c < cols; c++)
+                            codes[(long)r * cols + c] = Fp8E4M3.FromFloat(all[r * cols + c] / scales[gr * gridCols + c / bC]);
+                }
+            });
+        }
         return new Fp8Matrix(codes, rows, cols, scaling, scales, bR, bC);
     }
 

@@ -67,16 +67,28 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
     public static bool Supports(int cols, int groupSize) => groupSize % 32 == 0 && groupSize > 0 && cols % groupSize == 0;
 
     /// <summary>Quantizes float weights [rows, cols] (round to nearest even).</summary>
+    /// <remarks>Rows are quantized on <see cref="MatMul.Threads"/> threads (each row's codes and scales are its own), so loading scales with the cores.</remarks>
     public static Int4Matrix Quantize(ReadOnlySpan<float> weights, int rows, int cols, int groupSize, bool symmetric)
     {
-        var codes = new byte[groupSize];
         var m = Allocate(rows, cols, groupSize, symmetric);
-        for (int r = 0; r < rows; r++)
-            for (int g = 0; g < m._groups; g++)
+        unsafe
+        {
+            fixed (float* pw = weights)
             {
-                Int4Groups.QuantizeGroup(weights.Slice(r * cols + g * groupSize, groupSize), symmetric, codes, out float s, out float z);
-                m.SetGroup(r, g, codes, s, z);
+                nint source = (nint)pw;
+                MatMul.ForEachChunk(rows, (long)cols * 8, (start, end) =>
+                {
+                    var codes = new byte[groupSize];
+                    var w = new ReadOnlySpan<float>((float*)source, checked(rows * cols));
+                    for (int r = start; r < end; r++)
+                        for (int g = 0; g < m._groups; g++)
+                        {
+                            Int4Groups.QuantizeGroup(w.Slice(r * cols + g * groupSize, groupSize), symmetric, codes, out float s, out float z);
+                            m.SetGroup(r, g, codes, s, z);
+                        }
+                });
             }
+        }
         return m;
     }
 

@@ -25,6 +25,24 @@ public static unsafe class MatMul
     }
 
     /// <summary>
+    /// Runs <paramref name="body"/> over ranges covering [0, <paramref name="count"/>) on up to <see cref="Threads"/>
+    /// threads, or on the calling thread when the whole (count x <paramref name="workPerItem"/>) is small: for
+    /// one-off bulk work such as quantizing a matrix at load.
+    /// </summary>
+    public static void ForEachChunk(int count, long workPerItem, Action<int, int> body)
+    {
+        int threads = Math.Min(Threads, count);
+        if (threads <= 1 || count * workPerItem < ParallelThreshold)
+        {
+            body(0, count);
+            return;
+        }
+        int chunks = threads * 4, size = (count + chunks - 1) / chunks;
+        Parallel.For(0, (count + size - 1) / size, new ParallelOptions { MaxDegreeOfParallelism = threads },
+            c => body(c * size, Math.Min(count, (c + 1) * size)));
+    }
+
+    /// <summary>
     /// Runs <paramref name="body"/> over ranges of W's rows covering [0, Rows): on the calling thread for small
     /// work, else in parallel (how the rows are cut is explained below).
     /// </summary>

@@ -94,6 +94,30 @@ public static class PreQuantizedLoader
         }
         // Zero points are packed along the output dimension, with the same offset.
         int ZeroSigned(int r, int g) => zeroWords is null ? 0 : ((zeroWords[r / 8 * groups + g] >> (4 * (r % 8))) & 15) - 8;
+        if (cols % 8 == 0 && Int4Matrix.Supports(cols, groupSize))
+        {
+            // The common case, at disk speed: whole words unpacked per group, rows on every core.
+            var m = Int4Matrix.Allocate(rows, cols, groupSize, zeroWords is null);
+            nint source = (nint)words;
+            MatMul.ForEachChunk(rows, cols, (start, end) =>
+            {
+                var codes = new byte[groupSize];
+                for (int r = start; r < end; r++)
+                {
+                    int* row = (int*)source + (long)r * wordsPerRow;
+                    for (int g = 0; g < groups; g++)
+                    {
+                        for (int i = 0; i < groupSize; i += 8)
+                        {
+                            int word = row[(g * groupSize + i) / 8];
+                            for (int j = 0; j < 8; j++) codes[i + j] = (byte)((word >> (4 * j)) & 15);
+                        }
+                        m.SetGroup(r, g, codes, scales[r * groups + g], 8 + ZeroSigned(r, g));
+                    }
+                }
+            });
+            return m;
+        }
         return BuildInt4(rows, cols, groupSize, zeroWords is null, Nibble, (r, g) => scales[r * groups + g], (r, g) => 8 + ZeroSigned(r, g));
     }
 

@@ -45,6 +45,10 @@ public sealed class ServerOptions
     public List<string> AllowedMethods { get; set; } = ["*"];
     public List<string> AllowedHeaders { get; set; } = ["*"];
 
+    // quantize verb
+    /// <summary>--output DIR: where quantize writes the quantized model directory.</summary>
+    public string? Output { get; set; }
+
     // complete verb
     public List<int> PromptIds { get; } = [];
     public string? Prompt { get; set; }
@@ -259,6 +263,7 @@ public sealed class ServerOptions
                     break;
                 case "--prompt": o.Prompt = Value(); break;
                 case "--prompts": o.PromptsFile = Value(); break;
+                case "--output": o.Output = Value(); break;
                 case "--url": o.Url = Value(); break;
                 case "--demo-tools": o.DemoTools = true; break;
                 case "--reference-kv-cache-dtype": o.ReferenceKvCacheDType = Value(); break;
