@@ -26,6 +26,7 @@ public static class Program
         if (what == "cuda") return CudaBench.Run();
         if (what == "cudamodel") return CudaModelBench.Run(args);
         if (what == "load") return LoadBench.Run(args);
+        if (what == "spec") return SpecBench.Run(args, FindRoot());
         if (what == "dsa")
         {
             MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);

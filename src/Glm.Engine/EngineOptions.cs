@@ -8,4 +8,6 @@ public sealed record EngineOptions
     public bool EnablePrefixCaching { get; init; } = true;
     /// <summary>Requests allowed to wait before new ones are refused (HTTP 429).</summary>
     public int MaxWaiting { get; init; } = 256;
+    /// <summary>Speculative decoding by prompt lookup (vLLM's "ngram" method); null: off.</summary>
+    public NgramProposer? Speculation { get; init; }
 }

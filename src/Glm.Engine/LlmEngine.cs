@@ -34,7 +34,7 @@ public sealed class LlmEngine : IDisposable
     private volatile bool _abortAll;
     private volatile EngineStats _stats;
     private int _pending;
-    private long _promptTokens, _generationTokens, _steps;
+    private long _promptTokens, _generationTokens, _steps, _specDrafts, _specDraftTokens, _specAccepted;
     private float[] _logits = [];
     private RowSampling[] _deviceRows = [];
     private int[] _deviceTokens = [];
@@ -45,7 +45,7 @@ public sealed class LlmEngine : IDisposable
         Options = options;
         _eos = runner.Config.EosTokenIds;
         _blocks = new BlockManager(runner.NumBlocks, runner.BlockSize, options.EnablePrefixCaching, runner.CopyBlock);
-        _scheduler = new Scheduler(_blocks, options.MaxNumSeqs, options.MaxNumBatchedTokens);
+        _scheduler = new Scheduler(_blocks, options.MaxNumSeqs, options.MaxNumBatchedTokens, options.Speculation is { } spec ? (seq, budget) => Draft(spec, seq, budget) : null);
         _stats = Snapshot();
         OnFault = onFault;
         _thread = new Thread(Loop) { IsBackground = true, Name = "glm-engine" };
@@ -171,11 +171,19 @@ public sealed class LlmEngine : IDisposable
         var tokens = new int[total];
         var inputs = new SequenceInput[work.Count];
         int at = 0;
+        int logitRows = 0;
         for (int i = 0; i < work.Count; i++)
         {
-            var (seq, n) = work[i];
-            seq.Tokens.CopyTo(seq.NumComputed, tokens, at, n);
-            inputs[i] = new SequenceInput(at, n, seq.NumComputed, seq.BlockTable);
+            var (seq, n, draft) = work[i];
+            if (draft is null) seq.Tokens.CopyTo(seq.NumComputed, tokens, at, n);
+            else
+            {
+                // Speculative: the last token, then the draft, every one of them with logits to verify against.
+                tokens[at] = seq.Tokens[seq.NumComputed];
+                draft.CopyTo(tokens, at + 1);
+            }
+            inputs[i] = new SequenceInput(at, n, seq.NumComputed, seq.BlockTable, draft is null ? 1 : n);
+            logitRows += inputs[i].LogitRows;
             if (seq.NumComputed < seq.PromptLength) _promptTokens += Math.Min(n, seq.PromptLength - seq.NumComputed);
             at += n;
         }
@@ -183,13 +191,13 @@ public sealed class LlmEngine : IDisposable
         var batch = new ForwardBatch(tokens, inputs);
         // On a device that samples, a step returns one id per sequence instead of its logits, when every sequence
         // sampled this step draws from plain temperature / top-k / top-p / min-p (anything else needs the logits).
-        bool onDevice = _runner.SamplesOnDevice && work.TrueForAll(w => w.Sequence.NumComputed + w.Tokens < w.Sequence.Length || DeviceSamplable(w.Sequence));
+        bool onDevice = _runner.SamplesOnDevice && work.TrueForAll(w => w.Draft is null && (w.Sequence.NumComputed + w.Tokens < w.Sequence.Length || DeviceSamplable(w.Sequence)));
         if (onDevice)
         {
             if (_deviceRows.Length < work.Count) { _deviceRows = new RowSampling[work.Count]; _deviceTokens = new int[work.Count]; }
             for (int i = 0; i < work.Count; i++)
             {
-                var (seq, n) = work[i];
+                var (seq, n, _) = work[i];
                 var p = seq.Sampling;
                 bool samples = seq.NumComputed + n >= seq.Length;
                 // The uniform number is drawn as the host sampler draws it: once per sampled, non-greedy token.
@@ -200,28 +208,68 @@ public sealed class LlmEngine : IDisposable
         }
         else
         {
-            if (_logits.Length < work.Count * vocab) _logits = new float[work.Count * vocab];
+            if (_logits.Length < (long)logitRows * vocab) _logits = new float[logitRows * vocab];
             _runner.Forward(batch, _logits);
         }
         _steps++;
 
-        for (int i = 0; i < work.Count; i++)
+        for (int i = 0, row = 0; i < work.Count; row += inputs[i].LogitRows, i++)
         {
-            var (seq, n) = work[i];
+            var (seq, n, draft) = work[i];
+            if (draft is not null)
+            {
+                Verify(seq, draft, row, vocab);
+                continue;
+            }
             seq.NumComputed += n;
             _blocks.RegisterComputedBlocks(seq);
             if (seq.NumComputed < seq.Length) continue; // a prefill chunk with more to come
-            var (token, logprob, top) = onDevice ? (_deviceTokens[i], null, null) : _sampler.Sample(seq, _logits.AsSpan(i * vocab, vocab), _eos);
-            seq.Tokens.Add(token);
-            _generationTokens++;
-            var reason = FinishReason.None;
-            int? stopToken = null;
-            if (!seq.Sampling.IgnoreEos && _eos.Contains(token)) { reason = FinishReason.Stop; stopToken = token; }
-            else if (seq.Sampling.StopTokenIds.Contains(token)) { reason = FinishReason.Stop; stopToken = token; }
-            else if (seq.GeneratedCount >= seq.Sampling.MaxTokens || seq.Length >= Options.MaxModelLen) reason = FinishReason.Length;
-            seq.Output.Writer.TryWrite(new SequenceOutput(token, logprob, top, reason, stopToken));
-            if (reason != FinishReason.None) Finish(seq, reason, alreadyReported: true);
+            var (token, logprob, top) = onDevice ? (_deviceTokens[i], null, null) : _sampler.Sample(seq, _logits.AsSpan(row * vocab, vocab), _eos);
+            Emit(seq, token, logprob, top);
         }
+    }
+
+    /// <summary>
+    /// Speculative decoding's check: the step computed the last token and the draft, so logits row k is what
+    /// decoding would see after the draft's first k tokens. Tokens are sampled row by row exactly as decoding
+    /// samples them (same sampler, same generator draws, same history); while each equals the draft token it
+    /// follows, that draft token's KV is already right and the next row stands. The first difference ends it.
+    /// </summary>
+    private void Verify(Sequence seq, int[] draft, int row, int vocab)
+    {
+        _specDrafts++;
+        _specDraftTokens += draft.Length;
+        seq.NumComputed += 1; // the last token's KV
+        for (int k = 0; ; k++)
+        {
+            var (token, logprob, top) = _sampler.Sample(seq, _logits.AsSpan((row + k) * vocab, vocab), _eos);
+            if (Emit(seq, token, logprob, top) || k == draft.Length || token != draft[k]) break;
+            seq.NumComputed += 1; // draft[k] was right: its KV, written this step, stands
+            _specAccepted++;
+        }
+        _blocks.RegisterComputedBlocks(seq);
+    }
+
+    /// <summary>Appends a sampled token and reports it; true when it finished the sequence.</summary>
+    private bool Emit(Sequence seq, int token, float? logprob, TokenLogprob[]? top)
+    {
+        seq.Tokens.Add(token);
+        _generationTokens++;
+        var reason = FinishReason.None;
+        int? stopToken = null;
+        if (!seq.Sampling.IgnoreEos && _eos.Contains(token)) { reason = FinishReason.Stop; stopToken = token; }
+        else if (seq.Sampling.StopTokenIds.Contains(token)) { reason = FinishReason.Stop; stopToken = token; }
+        else if (seq.GeneratedCount >= seq.Sampling.MaxTokens || seq.Length >= Options.MaxModelLen) reason = FinishReason.Length;
+        seq.Output.Writer.TryWrite(new SequenceOutput(token, logprob, top, reason, stopToken));
+        if (reason != FinishReason.None) Finish(seq, reason, alreadyReported: true);
+        return reason != FinishReason.None;
+    }
+
+    /// <summary>A prompt-lookup draft for a decoding sequence, no longer than its remaining tokens, the context or the step's budget allow.</summary>
+    private int[]? Draft(NgramProposer proposer, Sequence seq, int budget)
+    {
+        int limit = Math.Min(budget, Math.Min(seq.Sampling.MaxTokens - seq.GeneratedCount - 1, Options.MaxModelLen - seq.Length));
+        return limit > 0 ? proposer.Propose(seq.Tokens, limit) : null;
     }
 
     /// <summary>Whether the device's sampler draws this sequence's next token exactly as <see cref="Sampler"/> would.</summary>
@@ -245,7 +293,8 @@ public sealed class LlmEngine : IDisposable
 
     private EngineStats Snapshot() => new(
         _scheduler.RunningCount, _scheduler.WaitingCount, _blocks.Usage, _blocks.FreeBlocks, _blocks.NumBlocks,
-        _blocks.PrefixQueries, _blocks.PrefixHits, _promptTokens, _generationTokens, _scheduler.Preemptions, _steps);
+        _blocks.PrefixQueries, _blocks.PrefixHits, _promptTokens, _generationTokens, _scheduler.Preemptions, _steps,
+        _specDrafts, _specDraftTokens, _specAccepted);
 
     /// <summary>For tests: whether every block is back in the pool with consistent accounting (call when idle).</summary>
     public bool PoolIsConsistent(out string problem) => _blocks.AccountingIsExact(out problem);

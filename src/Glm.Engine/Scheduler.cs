@@ -1,7 +1,10 @@
 namespace Glm.Engine;
 
-/// <summary>One sequence's share of a step: compute <see cref="Tokens"/> tokens starting at its NumComputed.</summary>
-public readonly record struct ScheduledSequence(Sequence Sequence, int Tokens);
+/// <summary>
+/// One sequence's share of a step: compute <see cref="Tokens"/> tokens starting at its NumComputed; with a
+/// <see cref="Draft"/>, its last token and then the draft (speculative decoding), Tokens = 1 + Draft.Length.
+/// </summary>
+public readonly record struct ScheduledSequence(Sequence Sequence, int Tokens, int[]? Draft = null);
 
 /// <summary>
 /// Chooses each step's work. Running sequences go first (decodes and unfinished prefill chunks, oldest first),
@@ -9,7 +12,8 @@ public readonly record struct ScheduledSequence(Sequence Sequence, int Tokens);
 /// allow. When blocks run out, the youngest running sequence is preempted: its blocks are freed and it goes back
 /// to the front of the queue to be recomputed, keeping the tokens it already generated.
 /// </summary>
-public sealed class Scheduler(BlockManager blocks, int maxNumSeqs, int maxNumBatchedTokens)
+/// <param name="draft">speculative decoding: draft tokens for a decoding sequence given the most it may take, or null</param>
+public sealed class Scheduler(BlockManager blocks, int maxNumSeqs, int maxNumBatchedTokens, Func<Sequence, int, int[]?>? draft = null)
 {
     private readonly LinkedList<Sequence> _waiting = new();
     private readonly List<Sequence> _running = [];
@@ -36,6 +40,8 @@ public sealed class Scheduler(BlockManager blocks, int maxNumSeqs, int maxNumBat
             var seq = _running[i];
             int n = Math.Min(seq.Length - seq.NumComputed, budget);
             if (n <= 0) continue;
+            int[]? proposal = n == 1 && seq.Length - seq.NumComputed == 1 && budget > 1 ? draft?.Invoke(seq, budget - 1) : null;
+            if (proposal is { Length: > 0 }) n = 1 + proposal.Length;
             bool fits = true;
             while (!blocks.EnsureCapacity(seq, seq.NumComputed + n))
             {
@@ -44,7 +50,7 @@ public sealed class Scheduler(BlockManager blocks, int maxNumSeqs, int maxNumBat
                 if (victim == seq) { fits = false; break; }
             }
             if (!fits) break;
-            scheduled.Add(new ScheduledSequence(seq, n));
+            scheduled.Add(new ScheduledSequence(seq, n, proposal is { Length: > 0 } ? proposal : null));
             budget -= n;
         }
 

@@ -177,3 +177,78 @@ public class EngineTests
         await Task.Delay(50); // let the loop publish a fresh snapshot
     }
 }
+
+/// <summary>Prompt-lookup speculative decoding: the same tokens as decoding one at a time, fewer steps.</summary>
+public class SpeculativeDecodingTests
+{
+    private static LlmEngine Start(string arch, NgramProposer? speculation, bool prefixCaching = true, int numBlocks = 256) =>
+        new(new ModelRunner(ModelLoader.Load(Fixtures.Dir(arch)), KvCacheDType.F32, numBlocks, 4), new EngineOptions
+        {
+            MaxNumSeqs = 8, MaxNumBatchedTokens = 64, MaxModelLen = 4096, EnablePrefixCaching = prefixCaching, Speculation = speculation,
+        }, e => throw new Xunit.Sdk.XunitException("engine fault: " + e));
+
+    /// <summary>Prompts that repeat themselves, as an agent's do (a quoted file, an echoed list): drafts get accepted.</summary>
+    private static List<int[]> RepetitivePrompts()
+    {
+        var rng = new Random(17);
+        return Enumerable.Range(0, 6).Select(i =>
+        {
+            var phrase = Enumerable.Range(0, 5 + i).Select(_ => rng.Next(3, 1000)).ToArray();
+            return Enumerable.Repeat(phrase, 3 + i % 2).SelectMany(p => p).Concat(phrase.Take(2)).ToArray();
+        }).ToList();
+    }
+
+    private static async Task<int[]> Collect(Sequence seq)
+    {
+        var tokens = new List<int>();
+        await foreach (var o in seq.Output.Reader.ReadAllAsync())
+            if (o.Token >= 0) tokens.Add(o.Token);
+        return tokens.ToArray();
+    }
+
+    public static TheoryData<string, float> Cases() => new() { { "glm4_moe", 0f }, { "glm4_moe_lite", 0f }, { "glm4", 0f }, { "glm", 0f }, { "glm4_moe", 0.3f }, { "glm4_moe_lite", 0.6f } };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task SpeculativeOutputIsTokenIdenticalToDecodingOneAtATime(string arch, float temperature)
+    {
+        var prompts = RepetitivePrompts();
+        SamplingParams Params(int i) => new() { Temperature = temperature, MaxTokens = 24, IgnoreEos = true, Seed = (ulong)(40 + i) };
+        var expected = new List<int[]>();
+        using (var plain = Start(arch, null))
+            for (int i = 0; i < prompts.Count; i++) expected.Add(await Collect(plain.Submit(prompts[i], Params(i))));
+
+        using var engine = Start(arch, new NgramProposer(4, minN: 1, maxN: 3));
+        var results = await Task.WhenAll(prompts.Select((p, i) => engine.Submit(p, Params(i))).ToList().Select(Collect));
+        for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
+        var stats = engine.Stats;
+        Assert.True(stats.SpecDraftTokens > 0, "the repetitive prompts should produce drafts");
+        if (temperature == 0) Assert.True(stats.SpecAcceptedTokens > 0, "a tiny random model still repeats some of its input");
+        while (engine.Stats.Running + engine.Stats.Waiting > 0) await Task.Delay(10);
+        Assert.True(engine.PoolIsConsistent(out var problem), problem);
+    }
+
+    [Fact]
+    public async Task SpeculationUnderATinyPoolStillLosesAndDuplicatesNothing()
+    {
+        var prompts = RepetitivePrompts();
+        var greedy = new SamplingParams { Temperature = 0, MaxTokens = 20, IgnoreEos = true };
+        var expected = new List<int[]>();
+        using (var plain = Start("glm4_moe", null, prefixCaching: false))
+            foreach (var p in prompts) expected.Add(await Collect(plain.Submit(p, greedy)));
+        using var engine = Start("glm4_moe", new NgramProposer(6), prefixCaching: false, numBlocks: 40);
+        var results = await Task.WhenAll(prompts.Select(p => engine.Submit(p, greedy)).ToList().Select(Collect));
+        for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
+    }
+
+    [Fact]
+    public void TheProposerFindsTheLatestEarlierOccurrenceOfTheLongestSuffix()
+    {
+        var p = new NgramProposer(3, minN: 1, maxN: 3);
+        Assert.Equal([7, 8, 9], p.Propose([1, 2, 3, 7, 8, 9, 5, 2, 3], 10)!);  // "2 3" seen before, followed by 7 8 9 (limit 3)
+        Assert.Equal([4], p.Propose([1, 2, 3, 4, 9, 2, 3], 1)!);              // limited to one token
+        Assert.Equal([6, 2], p.Propose([5, 6, 1, 5, 6, 2, 9, 5], 2)!);        // only "5" recurs: its latest earlier place is followed by 6 2
+        Assert.Equal([9, 7], p.Propose([3, 9, 1, 3, 9, 7, 1, 3], 2)!);        // the longest suffix first: "1 3" (then 9 7), not "3" (then 9 1)
+        Assert.Null(p.Propose([1, 2, 3, 4], 4));                              // nothing repeats
+    }
+}

@@ -92,3 +92,12 @@ public sealed class TinyQueueServer : ServerFixture
         o.MaxQueueLength = 0;
     }
 }
+
+/// <summary>The demo model with prompt-lookup speculative decoding.</summary>
+public sealed class SpeculativeDemoServer : ServerFixture
+{
+    protected override string ModelDirectory => Fixtures.DemoModel;
+    protected override string ModelName => "glm-demo";
+    protected override void Configure(Glm.Server.Cli.ServerOptions o) =>
+        o.SpeculativeConfig = """{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":3}""";
+}

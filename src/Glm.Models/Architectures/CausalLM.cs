@@ -106,7 +106,14 @@ public sealed class CausalLM : IDisposable
 
         // Only the rows whose logits are wanted go through the final norm and lm_head.
         Span<int> rows = batch.LogitRows <= 256 ? stackalloc int[batch.LogitRows] : new int[batch.LogitRows];
-        for (int r = 0; r < rows.Length; r++) rows[r] = batch.AllLogits ? r : batch.Sequences[r].Start + batch.Sequences[r].Count - 1;
+        if (batch.AllLogits)
+            for (int r = 0; r < rows.Length; r++) rows[r] = r;
+        else
+            for (int s = 0, r = 0; s < batch.Sequences.Count; s++)
+            {
+                var seq = batch.Sequences[s];
+                for (int k = seq.Count - seq.LogitRows; k < seq.Count; k++) rows[r++] = seq.Start + k; // its last LogitRows tokens
+            }
         using var last = Worker.GatherRows(hiddenStates, rows);
         return Worker.RmsNorm(last, _norm, Config.RmsNormEps);
     }

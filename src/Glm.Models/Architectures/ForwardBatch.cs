@@ -4,7 +4,8 @@ namespace Glm.Models.Architectures;
 /// One sequence's part of a step: tokens [Start, Start + Count) of the batch at consecutive positions starting
 /// at <see cref="FirstPosition"/>, whose KV lives in the blocks of <see cref="BlockTable"/>.
 /// </summary>
-public sealed record SequenceInput(int Start, int Count, int FirstPosition, IReadOnlyList<int> BlockTable)
+/// <param name="LogitRows">how many of its last tokens want logits: 1 for generation, more when draft tokens are verified</param>
+public sealed record SequenceInput(int Start, int Count, int FirstPosition, IReadOnlyList<int> BlockTable, int LogitRows = 1)
 {
     public int ContextLength => FirstPosition + Count;
 }
@@ -30,5 +31,5 @@ public sealed class ForwardBatch
     public bool AllLogits { get; }
 
     public int TokenCount => TokenIds.Length;
-    public int LogitRows => AllLogits ? TokenIds.Length : Sequences.Count;
+    public int LogitRows => AllLogits ? TokenIds.Length : Sequences.Sum(s => s.LogitRows);
 }

@@ -24,6 +24,41 @@ public sealed class ServerOptions
     public bool EnablePrefixCaching { get; set; } = true;
     public string? ToolCallParser { get; set; } = "glm45";
     public string? ReasoningParser { get; set; } = "glm45";
+    /// <summary>--speculative-config (vLLM's JSON): {"method": "ngram", "num_speculative_tokens": K, "prompt_lookup_max": N, "prompt_lookup_min": M}.</summary>
+    public string? SpeculativeConfig { get; set; }
+
+    /// <summary>The prompt-lookup proposer --speculative-config asks for, or null.</summary>
+    public Glm.Engine.NgramProposer? Speculation()
+    {
+        if (SpeculativeConfig is null) return null;
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(SpeculativeConfig);
+            var root = doc.RootElement;
+            if (root.ValueKind != System.Text.Json.JsonValueKind.Object) throw new CliException("--speculative-config must be a JSON object");
+            string method = root.TryGetProperty("method", out var m) ? m.GetString() ?? "" : "";
+            if (method != "ngram")
+                throw new CliException($"--speculative-config: method '{method}' is not supported; 'ngram' (prompt lookup) is (the MTP layer is not used for drafting yet)");
+            int Int(string name, int fallback, int min, int max)
+            {
+                if (!root.TryGetProperty(name, out var v)) return fallback;
+                if (v.ValueKind != System.Text.Json.JsonValueKind.Number || !v.TryGetInt32(out int x) || x < min || x > max)
+                    throw new CliException($"--speculative-config: {name} must be an integer in [{min}, {max}]");
+                return x;
+            }
+            foreach (var p in root.EnumerateObject())
+                if (p.Name is not ("method" or "num_speculative_tokens" or "prompt_lookup_max" or "prompt_lookup_min"))
+                    throw new CliException($"--speculative-config: '{p.Name}' is not supported (method, num_speculative_tokens, prompt_lookup_max, prompt_lookup_min)");
+            int k = Int("num_speculative_tokens", 4, 1, 16), max = Int("prompt_lookup_max", 4, 1, 16), min = Int("prompt_lookup_min", 1, 1, 16);
+            if (min > max) throw new CliException("--speculative-config: prompt_lookup_min exceeds prompt_lookup_max");
+            return new Glm.Engine.NgramProposer(k, min, max);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new CliException($"--speculative-config is not valid JSON: {e.Message}");
+        }
+    }
+
     /// <summary>cpu, cuda or cuda:N.</summary>
     public string Device { get; set; } = "cpu";
     /// <summary>--gpu-memory-utilization (vLLM's name): the fraction of the GPU's memory the server may fill, KV pool included.</summary>
@@ -172,6 +207,7 @@ public sealed class ServerOptions
             throw new CliException($"--device {o.Device}: {why}");
         if (!(o.GpuMemoryUtilization > 0 && o.GpuMemoryUtilization <= 1))
             throw new CliException($"--gpu-memory-utilization must be in (0, 1], got {o.GpuMemoryUtilization}");
+        o.Speculation(); // refuses a bad --speculative-config before anything loads
         try { o.Validate(); }
         catch (ArgumentException e) { throw new CliException(e.Message); }
         return o;
@@ -245,6 +281,7 @@ public sealed class ServerOptions
                 case "--tool-call-parser": o.ToolCallParser = Value() is var tp && tp is "none" or "" ? null : tp; break;
                 case "--reasoning-parser": o.ReasoningParser = Value() is var rp && rp is "none" or "" ? null : rp; break;
                 case "--device": o.Device = Value(); break;
+                case "--speculative-config": o.SpeculativeConfig = Value(); break;
                 case "--gpu-memory-utilization":
                     o.GpuMemoryUtilization = double.TryParse(Value(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double u)
                         ? u : throw new CliException("--gpu-memory-utilization needs a number");

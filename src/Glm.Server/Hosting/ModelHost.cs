@@ -97,7 +97,9 @@ public sealed class ModelHost : IDisposable
             MaxModelLen = maxModelLen,
             EnablePrefixCaching = o.EnablePrefixCaching,
             MaxWaiting = o.MaxQueueLength,
+            Speculation = o.Speculation(),
         }, e => log.Error(e, "Engine step failed; the affected requests were aborted"));
+        if (o.SpeculativeConfig is not null) log.Information("Speculative decoding: {Config} (prompt lookup; drafts verified in the next step, outputs unchanged)", o.SpeculativeConfig);
 
         var bytes = model.WeightBytesByFormat();
         log.Information("Model {Architecture} on the {Worker} worker: {Params:N0} parameters, {Layers} layers, hidden {Hidden}, vocab {Vocab}; weights {Weights} in {Seconds:F1}s",

@@ -64,6 +64,9 @@ public sealed class EngineMetrics
         Family("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.", s?.PrefixQueries ?? 0);
         Family("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.", s?.PrefixHits ?? 0);
         Family("vllm:num_preemptions_total", "counter", "Cumulative number of preemptions from the engine.", s?.Preemptions ?? 0);
+        Family("vllm:spec_decode_num_drafts_total", "counter", "Number of spec decoding drafts.", s?.SpecDrafts ?? 0);
+        Family("vllm:spec_decode_num_draft_tokens_total", "counter", "Number of draft tokens.", s?.SpecDraftTokens ?? 0);
+        Family("vllm:spec_decode_num_accepted_tokens_total", "counter", "Number of accepted tokens.", s?.SpecAcceptedTokens ?? 0);
         sb.Append("# HELP vllm:request_success_total Count of successfully processed requests.\n# TYPE vllm:request_success_total counter\n");
         foreach (var (reason, count) in _finished.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             sb.Append("vllm:request_success_total{").Append(labels).Append(",finished_reason=\"").Append(reason).Append("\"} ").Append(count).Append('\n');
