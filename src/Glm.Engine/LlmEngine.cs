@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
-using Glm.Models.Architectures;
-
 using Glm.Kernels.Device;
+using Glm.Models.Architectures;
 
 namespace Glm.Engine;
 
@@ -242,12 +241,12 @@ public sealed class LlmEngine : IDisposable
         seq.NumComputed += 1; // the last token's KV
         for (int k = 0; ; k++)
         {
+            _blocks.RegisterComputedBlocks(seq); // before a finishing token frees the blocks, as for plain decoding
             var (token, logprob, top) = _sampler.Sample(seq, _logits.AsSpan((row + k) * vocab, vocab), _eos);
             if (Emit(seq, token, logprob, top) || k == draft.Length || token != draft[k]) break;
             seq.NumComputed += 1; // draft[k] was right: its KV, written this step, stands
             _specAccepted++;
         }
-        _blocks.RegisterComputedBlocks(seq);
     }
 
     /// <summary>Appends a sampled token and reports it; true when it finished the sequence.</summary>

@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 #include <cstdio>
 #include "glm_cuda.h"
+#include "common/checks.h"
 
 namespace glm {
 void set_error(const char* message);
@@ -13,14 +14,6 @@ int fail(cudaError_t e, const char* where);
   do {                                                          \
     cudaError_t glm_e_ = (call);                                \
     if (glm_e_ != cudaSuccess) return glm::fail(glm_e_, #call); \
-  } while (0)
-
-#define GLM_REQUIRE(cond, message)          \
-  do {                                      \
-    if (!(cond)) {                          \
-      glm::set_error(message);              \
-      return GLM_ERR_ARGUMENT;              \
-    }                                       \
   } while (0)
 
 // Kernel launches report configuration errors through cudaGetLastError.

@@ -109,13 +109,7 @@ __global__ void rope_heads_kernel(glm_heads x, const int32_t* positions, int rot
   for (int k = threadIdx.x; k < half; k += blockDim.x) {
     float s, c;
     sincosf(pos * inv_freq[k], &s, &c);
-    float a, b;
-    int out_a, out_b;
-    if (layout == GLM_ROPE_HALF_SPLIT) { a = staged[k]; b = staged[k + half]; out_a = k; out_b = k + half; }
-    else if (layout == GLM_ROPE_INTERLEAVED) { a = staged[2 * k]; b = staged[2 * k + 1]; out_a = 2 * k; out_b = 2 * k + 1; }
-    else { a = staged[2 * k]; b = staged[2 * k + 1]; out_a = k; out_b = k + half; }
-    v[out_a] = a * c - b * s;
-    v[out_b] = b * c + a * s;
+    rope_rotate(staged, v, k, half, layout, c, s);
   }
 }
 

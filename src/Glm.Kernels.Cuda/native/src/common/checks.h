@@ -46,6 +46,15 @@ inline const char* check_step(const glm_step& s) {
 
 }  // namespace glm
 
+// Each build defines glm::set_error, which records the message glm_cuda_last_error returns.
+#define GLM_REQUIRE(cond, message)          \
+  do {                                      \
+    if (!(cond)) {                          \
+      glm::set_error(message);              \
+      return GLM_ERR_ARGUMENT;              \
+    }                                       \
+  } while (0)
+
 #define GLM_CHECKED(expr)                       \
   do {                                          \
     if (const char* glm_why_ = (expr)) {        \

@@ -221,6 +221,17 @@ GLM_HD void kv_encode(int dtype, const float* source, int dim, uint8_t* record) 
   }
 }
 
+// RoPE on pair i of a head's rotary part (the CPU worker's three layouts): reads the staged copy, writes v.
+GLM_HD void rope_rotate(const float* staged, float* v, int i, int half, int layout, float c, float s) {
+  float a, b;
+  int out_a, out_b;
+  if (layout == GLM_ROPE_HALF_SPLIT) { a = staged[i]; b = staged[i + half]; out_a = i; out_b = i + half; }
+  else if (layout == GLM_ROPE_INTERLEAVED) { a = staged[2 * i]; b = staged[2 * i + 1]; out_a = 2 * i; out_b = 2 * i + 1; }
+  else { a = staged[2 * i]; b = staged[2 * i + 1]; out_a = i; out_b = i + half; }  // interleaved in, de-interleaved out
+  v[out_a] = a * c - b * s;
+  v[out_b] = b * c + a * s;
+}
+
 GLM_HD float silu(float g) { return g / (1.f + expf(-g)); }
 GLM_HD float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
 

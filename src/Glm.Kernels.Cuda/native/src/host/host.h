@@ -7,11 +7,3 @@
 namespace glm {
 void set_error(const std::string& message);
 }
-
-#define GLM_REQUIRE(cond, message)          \
-  do {                                      \
-    if (!(cond)) {                          \
-      glm::set_error(message);              \
-      return GLM_ERR_ARGUMENT;              \
-    }                                       \
-  } while (0)

@@ -32,14 +32,7 @@ void rope(float* v, int rotary_dim, int layout, const float* inv_freq, int posit
   std::vector<float> staged(v, v + rotary_dim);
   for (int i = 0; i < half; i++) {
     float angle = (float)position * inv_freq[i];
-    float c = std::cos(angle), s = std::sin(angle);
-    float a, b;
-    int out_a, out_b;
-    if (layout == GLM_ROPE_HALF_SPLIT) { a = staged[i]; b = staged[i + half]; out_a = i; out_b = i + half; }
-    else if (layout == GLM_ROPE_INTERLEAVED) { a = staged[2 * i]; b = staged[2 * i + 1]; out_a = 2 * i; out_b = 2 * i + 1; }
-    else { a = staged[2 * i]; b = staged[2 * i + 1]; out_a = i; out_b = i + half; }
-    v[out_a] = a * c - b * s;
-    v[out_b] = b * c + a * s;
+    rope_rotate(staged.data(), v, i, half, layout, std::cos(angle), std::sin(angle));
   }
 }
 
