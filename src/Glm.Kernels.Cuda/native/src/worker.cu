@@ -61,10 +61,11 @@ __global__ void add_bias_kernel(float* y, const float* bias, int rows, int64_t n
   if (i < n) y[i] += bias[i % rows];
 }
 
-// One warp per output element y[i, h][j]; grid.y walks (row, head) pairs.
+// One warp per output element y[i, h][j]; grid.x walks (row, head) pairs (a prefill has more than grid.y's
+// 65,535: 2,048 rows x 64 heads), grid.y the tiles of j.
 __global__ void heads_times_weight_kernel(glm_weight w, int rows_per_head, int row_offset, glm_heads x, glm_heads y) {
-  int j = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  int i = blockIdx.y / x.count, h = blockIdx.y % x.count;
+  int j = blockIdx.y * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  int i = blockIdx.x / x.count, h = blockIdx.x % x.count;
   if (j >= y.width) return;
   const float* xi = head_at(x, i, h);
   int64_t row = static_cast<int64_t>(h) * rows_per_head + row_offset + j;
@@ -378,7 +379,7 @@ int glm_linear(const glm_weight* weight, const float* x, int m, float* y, const 
     }
     return GLM_OK;
   }
-  dim3 grid(blocks(w.rows, kWarps), blocks(m, kTile));
+  dim3 grid(blocks(w.rows, kWarps), blocks(m, kTile));  // grid.y: m / 8 token tiles, within 65,535 up to 524,280 tokens
   linear_tiled_kernel<<<grid, kWarps * 32, 0, as_stream(stream)>>>(w, x, m, y, bias);
   GLM_LAUNCHED(linear_tiled_kernel);
   return GLM_OK;
@@ -391,7 +392,7 @@ int glm_heads_times_weight(const glm_weight* weight, int rows_per_head, int row_
   GLM_REQUIRE(x.width == weight->cols && x.count == y.count && x.rows == y.rows, "heads_times_weight: shapes disagree");
   GLM_REQUIRE(static_cast<int64_t>(x.count - 1) * rows_per_head + row_offset + y.width <= weight->rows, "heads_times_weight: rows past the weight");
   if (x.rows == 0) return GLM_OK;
-  dim3 grid(blocks(y.width, kWarps), static_cast<unsigned>(x.rows * x.count));
+  dim3 grid(static_cast<unsigned>(x.rows * x.count), blocks(y.width, kWarps));
   heads_times_weight_kernel<<<grid, kWarps * 32, 0, as_stream(stream)>>>(*weight, rows_per_head, row_offset, x, y);
   GLM_LAUNCHED(heads_times_weight_kernel);
   return GLM_OK;

@@ -500,6 +500,21 @@ int main(int argc, char** argv) {
   check_heads_ops(host, cuda);
   check_elementwise(host, cuda);
   for (int format : {GLM_WEIGHT_BF16, GLM_WEIGHT_INT4}) check_heads_times_weight(host, cuda, format);
+  {
+    // More (row, head) pairs than a grid's y dimension holds: a GLM-5 prefill has 2,048 rows x 64 heads.
+    int rows = 1100, heads = 64, rows_per_head = 8, cols = 32;
+    Weight w = make_weight(cuda, GLM_WEIGHT_BF16, heads * rows_per_head, cols, 0);
+    auto x = random_floats(static_cast<size_t>(rows) * heads * cols);
+    std::vector<float> expected(static_cast<size_t>(rows) * heads * rows_per_head);
+    host.check(host.glm_heads_times_weight(&w.host, rows_per_head, 0, view(x.data(), rows, heads * cols, heads, cols, 0, cols),
+                                           view(expected.data(), rows, heads * rows_per_head, heads, rows_per_head, 0, rows_per_head), nullptr), "heads_times_weight");
+    float* dx = cuda.upload(x);
+    float* dy = cuda.zeros<float>(expected.size());
+    cuda.check(cuda.glm_heads_times_weight(&w.device, rows_per_head, 0, view(dx, rows, heads * cols, heads, cols, 0, cols),
+                                           view(dy, rows, heads * rows_per_head, heads, rows_per_head, 0, rows_per_head), nullptr), "heads_times_weight");
+    report("heads_times_weight, 70,400 (row, head) pairs", relative_error(expected, cuda.download(dy, expected.size())), 1e-4);
+    cuda.free(dx); cuda.free(dy);
+  }
   for (int dtype = 0; dtype < 4; dtype++) {
     check_attention(host, cuda, dtype, false, quick);
     check_attention(host, cuda, dtype, true, quick);
