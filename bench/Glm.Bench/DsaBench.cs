@@ -15,7 +15,8 @@ namespace Glm.Bench;
 /// synthetic latents and indexer keys written through the worker (a 128k-token prefill would take hours on a
 /// CPU), so the step times the decode of one token over that context exactly as serving does. Also the KV bytes
 /// per token of every stream in each dtype.
-/// usage: Glm.Bench dsa [--layers 2] [--contexts 4096,32768,131072] [--kv int4] [--threads N]
+/// Also the share of the top-2048 that BF16, FP8 and Int4 indexer keys keep against float32 keys.
+/// usage: Glm.Bench dsa [--layers 2] [--contexts 4096,32768,131072] [--kv int4] [--threads N] [--precision-context 8192] [--precision-only]
 /// </summary>
 public static class DsaBench
 {
@@ -51,6 +52,9 @@ public static class DsaBench
             Console.WriteLine($"| {d.Name()} | {latent} | {indexer} | {(double)sparse.KvBytesPerBlock(d, 1) / layers:F0} |");
         }
 
+        IndexerPrecision(int.Parse(Arg(args, "--precision-context") ?? "8192"));
+        if (args.Contains("--precision-only")) return 0;
+
         Console.WriteLine($"\n## decode of one token at each context, {kv.Name()} KV, {Glm.Kernels.Cpu.MatMul.Threads} threads (median of 3 steps)");
         Console.WriteLine("| context | dense MLA s/token | DSA top-2048 s/token | DSA speed-up |");
         Console.WriteLine("|---|---|---|---|");
@@ -60,6 +64,56 @@ public static class DsaBench
             Console.WriteLine($"| {context:N0} | {d:F3} | {s:F3} | {d / s:F2}x |");
         }
         return 0;
+    }
+
+    /// <summary>
+    /// The indexer-key stream's dtype against float32 keys: the same keys (random, unit scale), the same queries and
+    /// head weights at GLM-5's 32 x 128, and the share of each query's top-2048 that the quantized keys keep.
+    /// </summary>
+    private static void IndexerPrecision(int context)
+    {
+        var worker = Glm.Kernels.Device.Cpu.CpuWorker.Instance;
+        const int heads = 32, dim = 128, topK = 2048, blockSize = 16, queries = 8;
+        var layout = new KvLayout(1, 1, dim, dim, true);
+        var rng = new Random(4);
+        var keys = new float[context * dim];
+        for (int i = 0; i < keys.Length; i++) keys[i] = (float)(rng.NextDouble() * 2 - 1);
+        var q = new float[queries * heads * dim];
+        for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
+        var w = new float[queries * heads];
+        for (int i = 0; i < w.Length; i++) w[i] = (float)(rng.NextDouble() * 2 - 1);
+        int blocks = context / blockSize + 2;
+        var table = Enumerable.Range(0, blocks).ToArray();
+
+        int[]?[] Select(KvCacheDType dtype)
+        {
+            using var cache = worker.CreateKvCache(layout, dtype, blocks, blockSize);
+            using (var step = worker.PrepareStep(cache, [new StepSequence(0, context, 0, table)], Enumerable.Range(0, context).ToArray()))
+            using (var k = worker.Empty(context, dim))
+            {
+                keys.CopyTo(Glm.Kernels.Device.Cpu.CpuWorker.Data(k));
+                worker.WriteKv(cache, 0, step, k, null);
+            }
+            // The queries sit at the last positions, each seeing the whole context.
+            using var last = worker.PrepareStep(cache, [new StepSequence(0, queries, context - queries, table)], Enumerable.Range(context - queries, queries).ToArray());
+            using var qt = worker.Empty(queries, heads * dim);
+            using var wt = worker.Empty(queries, heads);
+            q.CopyTo(Glm.Kernels.Device.Cpu.CpuWorker.Data(qt));
+            w.CopyTo(Glm.Kernels.Device.Cpu.CpuWorker.Data(wt));
+            using var selection = worker.IndexerTopK(cache, 0, last, qt, wt, heads, dim, 1f / MathF.Sqrt(dim), 1f / MathF.Sqrt(heads), topK);
+            return ((int[]?[])selection.Native).ToArray();
+        }
+
+        var reference = Select(KvCacheDType.F32);
+        Console.WriteLine($"\n## the indexer-key stream's dtype: share of the float32 top-{topK} kept, {context:N0} keys, {queries} queries (32 heads x 128)");
+        Console.WriteLine("| indexer keys | bytes per key | top-k kept |");
+        Console.WriteLine("|---|---|---|");
+        foreach (var d in new[] { KvCacheDType.Bf16, KvCacheDType.Fp8, KvCacheDType.Int4 })
+        {
+            var got = Select(d);
+            double kept = Enumerable.Range(0, queries).Average(i => (double)reference[i]!.Intersect(got[i]!).Count() / topK);
+            Console.WriteLine($"| {d.Name()} | {KvStore.RecordBytes(d, dim)} | {kept:P1} |");
+        }
     }
 
     private static string? Arg(string[] args, string name)

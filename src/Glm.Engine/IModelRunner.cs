@@ -32,16 +32,17 @@ public sealed class ModelRunner : IModelRunner
     private readonly bool _ownsModel;
 
     /// <param name="ownsModel">false when several runners share one loaded model (benchmarks); it is then not disposed here.</param>
-    public ModelRunner(CausalLM model, KvCacheDType kvDType, int numBlocks, int blockSize, bool ownsModel = true)
+    /// <param name="indexerKvDType">glm_moe_dsa's indexer-key stream, when it should differ from <paramref name="kvDType"/></param>
+    public ModelRunner(CausalLM model, KvCacheDType kvDType, int numBlocks, int blockSize, bool ownsModel = true, KvCacheDType? indexerKvDType = null)
     {
         _model = model;
-        _cache = model.CreateKvCache(kvDType, numBlocks, blockSize);
+        _cache = model.CreateKvCache(kvDType, numBlocks, blockSize, indexerKvDType);
         _ownsModel = ownsModel;
     }
 
     /// <summary>Blocks that fit a byte budget for this model's cache layout and dtype (the page format is the same on every worker).</summary>
-    public static int BlocksForBudget(CausalLM model, KvCacheDType dtype, int blockSize, long bytes) =>
-        (int)Math.Max(1, Math.Min(int.MaxValue, bytes / model.KvBytesPerBlock(dtype, blockSize)));
+    public static int BlocksForBudget(CausalLM model, KvCacheDType dtype, int blockSize, long bytes, KvCacheDType? indexerDType = null) =>
+        (int)Math.Max(1, Math.Min(int.MaxValue, bytes / model.KvBytesPerBlock(dtype, blockSize, indexerDType)));
 
     public ModelConfig Config => _model.Config;
     public CausalLM Model => _model;

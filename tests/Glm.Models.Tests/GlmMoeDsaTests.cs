@@ -194,6 +194,12 @@ public class GlmMoeDsaTests
         // MLA latent 32 + 8 values on 4 layers, indexer key 16 values on 2 layers, BF16.
         Assert.Equal(4 * 40 * 2 + 2 * 16 * 2, cache.BytesPerToken);
         Assert.Equal(cache.BytesPerToken * 16, model.KvBytesPerBlock(KvCacheDType.Bf16, 16));
+
+        // The indexer keys in a dtype of their own (--indexer-kv-cache-dtype): Int4 latent, BF16 keys.
+        using var mixed = model.CreateKvCache(KvCacheDType.Int4, 4, 16, indexerDType: KvCacheDType.Bf16);
+        Assert.Equal(4 * KvStore.RecordBytes(KvCacheDType.Int4, 40) + 2 * 16 * 2, mixed.BytesPerToken);
+        Assert.Equal(KvCacheDType.Bf16, ((DsaKvCache)mixed).IndexerKeys.DType);
+        Assert.Equal(mixed.BytesPerToken * 16, model.KvBytesPerBlock(KvCacheDType.Int4, 16, KvCacheDType.Bf16));
     }
 
     /// <summary>Records which selections the indexer made and which each sparse attention used.</summary>

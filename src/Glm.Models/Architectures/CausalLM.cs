@@ -44,18 +44,21 @@ public sealed class CausalLM : IDisposable
     public DeviceWeight Embedding => _embedTokens;
     public DeviceWeight LmHead => _lmHead;
 
-    /// <summary>A KV pool for this model on its worker (for glm_moe_dsa, the latent and the indexer keys, paged alike).</summary>
-    public DeviceKvCache CreateKvCache(KvCacheDType dtype, int blocks, int blockSize)
+    /// <summary>
+    /// A KV pool for this model on its worker (for glm_moe_dsa, the latent and the indexer keys, paged alike; the
+    /// indexer keys in <paramref name="indexerDType"/>, the pool's dtype when null).
+    /// </summary>
+    public DeviceKvCache CreateKvCache(KvCacheDType dtype, int blocks, int blockSize, KvCacheDType? indexerDType = null)
     {
         var main = Worker.CreateKvCache(CacheLayout, dtype, blocks, blockSize);
         if (IndexerCacheLayout is not { } indexer) return main;
-        try { return new DsaKvCache(main, Worker.CreateKvCache(indexer, dtype, blocks, blockSize)); }
+        try { return new DsaKvCache(main, Worker.CreateKvCache(indexer, indexerDType ?? dtype, blocks, blockSize)); }
         catch { main.Dispose(); throw; }
     }
 
     /// <summary>Pool bytes per block of <paramref name="blockSize"/> tokens, every stream counted (the page format is the same on every worker).</summary>
-    public long KvBytesPerBlock(KvCacheDType dtype, int blockSize) =>
-        PagedKvCache.BytesPerBlock(CacheLayout, dtype, blockSize) + (IndexerCacheLayout is { } i ? PagedKvCache.BytesPerBlock(i, dtype, blockSize) : 0);
+    public long KvBytesPerBlock(KvCacheDType dtype, int blockSize, KvCacheDType? indexerDType = null) =>
+        PagedKvCache.BytesPerBlock(CacheLayout, dtype, blockSize) + (IndexerCacheLayout is { } i ? PagedKvCache.BytesPerBlock(i, indexerDType ?? dtype, blockSize) : 0);
 
     /// <summary>
     /// Runs one step: writes every token's KV into <paramref name="cache"/> and fills <paramref name="logits"/>

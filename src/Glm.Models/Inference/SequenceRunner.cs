@@ -16,11 +16,11 @@ public sealed class SequenceRunner : IDisposable
     private readonly List<int> _blocks = [];
     private int _length;
 
-    public SequenceRunner(CausalLM model, int maxTokens, KvCacheDType kvDType = KvCacheDType.F32, int blockSize = 16)
+    public SequenceRunner(CausalLM model, int maxTokens, KvCacheDType kvDType = KvCacheDType.F32, int blockSize = 16, KvCacheDType? indexerKvDType = null)
     {
         _model = model;
         int blocks = (maxTokens + blockSize - 1) / blockSize;
-        _cache = model.CreateKvCache(kvDType, Math.Max(blocks, 1), blockSize);
+        _cache = model.CreateKvCache(kvDType, Math.Max(blocks, 1), blockSize, indexerKvDType);
         for (int b = 0; b < blocks; b++) _blocks.Add(b);
     }
 

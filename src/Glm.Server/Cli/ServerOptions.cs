@@ -18,6 +18,8 @@ public sealed class ServerOptions
     public int BlockSize { get; set; } = 16;
     public long? KvCacheMemory { get; set; }
     public string KvCacheDType { get; set; } = "auto";
+    /// <summary>--indexer-kv-cache-dtype: glm_moe_dsa's indexer keys; auto: as --kv-cache-dtype.</summary>
+    public string IndexerKvCacheDType { get; set; } = "auto";
     public string Quantization { get; set; } = "none";
     /// <summary>How Int4 weights meet activations: int8 (integer dot products, the default) or float.</summary>
     public string Int4Activations { get; set; } = "int8";
@@ -168,6 +170,8 @@ public sealed class ServerOptions
     public Kernels.Cpu.Int4Activations ResolveInt4Activations() =>
         Int4Activations == "float" ? Kernels.Cpu.Int4Activations.Float : Kernels.Cpu.Int4Activations.Int8;
 
+    public KvCacheDType? ResolveIndexerKvDType() => IndexerKvCacheDType == "auto" ? null : KvCacheDTypes.Parse(IndexerKvCacheDType);
+
     public KvCacheDType ResolveKvDType() =>
         KvCacheDType == "auto" ? (Quantization == "none" ? Kernels.Attention.KvCacheDType.F32 : Kernels.Attention.KvCacheDType.Int4) : KvCacheDTypes.Parse(KvCacheDType);
 
@@ -175,6 +179,7 @@ public sealed class ServerOptions
     public void Validate()
     {
         if (KvCacheDType != "auto") KvCacheDTypes.Parse(KvCacheDType);
+        if (IndexerKvCacheDType != "auto") KvCacheDTypes.Parse(IndexerKvCacheDType);
         if (!Quantization.EndsWith(".json", StringComparison.OrdinalIgnoreCase) && Quantization is not ("none" or "fp8" or "int4" or "fp8-int4"))
             throw new CliException($"--quantization must be none, fp8, int4, fp8-int4 or a JSON policy file, got '{Quantization}'");
         if (Int4Activations is not ("int8" or "float")) throw new CliException($"--int4-activations must be int8 or float, got '{Int4Activations}'");
@@ -274,6 +279,7 @@ public sealed class ServerOptions
                 case "--block-size": o.BlockSize = IntValue(); break;
                 case "--kv-cache-memory": o.KvCacheMemory = long.TryParse(Value(), out long b) ? b : throw new CliException("--kv-cache-memory needs a byte count"); break;
                 case "--kv-cache-dtype": o.KvCacheDType = Value(); break;
+                case "--indexer-kv-cache-dtype": o.IndexerKvCacheDType = Value(); break;
                 case "--quantization": o.Quantization = Value(); break;
                 case "--int4-activations": o.Int4Activations = Value(); break;
                 case "--enable-prefix-caching": o.EnablePrefixCaching = true; break;

@@ -70,6 +70,7 @@ public sealed class ModelHost : IDisposable
         var settings = ChatTemplateLoader.Load(tokenizerDir);
 
         var kvDType = o.ResolveKvDType();
+        var indexerKvDType = o.ResolveIndexerKvDType();
         int maxModelLen = o.MaxModelLen ?? config.MaxPositionEmbeddings;
         if (maxModelLen > config.MaxPositionEmbeddings)
         {
@@ -81,15 +82,15 @@ public sealed class ModelHost : IDisposable
                 maxModelLen, config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
         }
         log.Information("max-model-len {MaxLen} ({Source})", maxModelLen, o.MaxModelLen is null ? "the model's max_position_embeddings" : "--max-model-len");
-        long bytesPerBlock = model.KvBytesPerBlock(kvDType, o.BlockSize);
+        long bytesPerBlock = model.KvBytesPerBlock(kvDType, o.BlockSize, indexerKvDType);
         long budget = o.KvCacheMemory ?? (worker is CudaWorker gpu ? GpuKvBudget(gpu, bytesPerBlock, o, log) : DefaultKvBudget(bytesPerBlock, o, maxModelLen));
-        int blocks = ModelRunner.BlocksForBudget(model, kvDType, o.BlockSize, budget);
+        int blocks = ModelRunner.BlocksForBudget(model, kvDType, o.BlockSize, budget, indexerKvDType);
         if ((long)blocks * o.BlockSize < maxModelLen)
         {
             log.Warning("The KV pool holds {Tokens} tokens, fewer than max-model-len {MaxLen}; lowering max-model-len", (long)blocks * o.BlockSize, maxModelLen);
             maxModelLen = blocks * o.BlockSize;
         }
-        var runner = new ModelRunner(model, kvDType, blocks, o.BlockSize);
+        var runner = new ModelRunner(model, kvDType, blocks, o.BlockSize, indexerKvDType: indexerKvDType);
         var engine = new LlmEngine(runner, new EngineOptions
         {
             MaxNumSeqs = o.MaxNumSeqs,
@@ -108,6 +109,9 @@ public sealed class ModelHost : IDisposable
         log.Information("KV cache: {Blocks} blocks x {BlockSize} tokens = {Tokens:N0} tokens, {DType}, {PerToken} bytes/token/layer, {MiB:F1} MiB; max-model-len {MaxLen}",
             blocks, o.BlockSize, (long)blocks * o.BlockSize, kvDType.Name(), runner.KvBytesPerToken / Math.Max(1, config.NumLayers),
             (double)blocks * bytesPerBlock / 1048576, maxModelLen);
+        if (model.IndexerCacheLayout is { } indexer)
+            log.Information("DSA indexer keys: {Layers} full layers x {Dim} values a token, {DType}, counted in the pool above", indexer.Layers, indexer.KeyDim,
+                (indexerKvDType ?? kvDType).Name());
 
         string description = o.Model is null
             ? "glm-demo: the embedded 8.3M-parameter GLM-4.5-architecture demo model (a smoke-test model: it reasons and calls tools, but its answers are often wrong)"
