@@ -54,6 +54,36 @@ public class CliTests
     }
 
     [Fact]
+    public void QuantizeVerbWritesAModelThatCompleteLoadsAsStored()
+    {
+        string output = Directory.CreateTempSubdirectory("glm-quantize-cli-").FullName;
+        var (code, _, stderr) = Run("quantize", "--model", Fixtures.Dir("glm4_moe"), "--quantization", "fp8-int4", "--output", output);
+        Assert.True(code == 0, stderr);
+        Assert.True(File.Exists(Path.Combine(output, "model.safetensors")));
+        var (code2, stdout, stderr2) = Run("complete", "--model", output, "--prompt-ids", "5,6,7", "--max-tokens", "4", "--temperature", "0", "--ignore-eos");
+        Assert.True(code2 == 0, stderr2);
+        Assert.Equal(4, JsonDocument.Parse(stdout).RootElement.GetProperty("token_ids").GetArrayLength());
+    }
+
+    [Theory]
+    [InlineData(new[] { "quantize", "--quantization", "int4" }, "quantize needs --output DIR")]
+    [InlineData(new[] { "quantize", "--output", "/tmp/x" }, "quantize needs --quantization")]
+    [InlineData(new[] { "serve", "--device", "gpu" }, "--device must be cpu, cuda or cuda:N")]
+    public void VerbsRefuseWhatTheyCannotDoWithAUsageError(string[] args, string message)
+    {
+        var (code, _, stderr) = Run(args);
+        Assert.Equal(2, code);
+        Assert.Contains(message, stderr);
+    }
+
+    [NoCudaLibraryFact]
+    public void DeviceCudaWithoutTheLibrarySaysWhatIsMissing()
+    {        var (code, _, stderr) = Run("complete", "--device", "cuda", "--model", Fixtures.Dir("glm"), "--prompt-ids", "1", "--max-tokens", "1");
+        Assert.Equal(2, code);
+        Assert.Contains("--device cuda: libglm_cuda.so was not found", stderr);
+    }
+
+    [Fact]
     public void CompleteVerbDecodesTextWithATokenizer()
     {
         var (code, stdout, stderr) = Run("complete", "--model", Fixtures.DemoModel, "--prompt-ids", "2,4,7,213,688,15,8", "--max-tokens", "12", "--temperature", "0");
@@ -119,5 +149,14 @@ public class CliTests
         var newHeader = System.Text.Encoding.UTF8.GetBytes(edited.PadRight((int)n));
         Buffer.BlockCopy(newHeader, 0, bytes, 8, newHeader.Length);
         File.WriteAllBytes(path, bytes);
+    }
+}
+
+/// <summary>Runs where libglm_cuda is not installed (on a machine with it, the verb would start on the GPU instead).</summary>
+public sealed class NoCudaLibraryFactAttribute : FactAttribute
+{
+    public NoCudaLibraryFactAttribute()
+    {
+        if (Glm.Kernels.Cuda.CudaRuntime.IsAvailable(out _)) Skip = "libglm_cuda is installed here: the refusal it tests cannot happen";
     }
 }
