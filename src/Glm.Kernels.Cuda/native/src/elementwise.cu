@@ -1,5 +1,4 @@
 #include "status.cuh"
-#include "common/formats.h"
 
 namespace {
 
@@ -8,23 +7,6 @@ __global__ void silu_mul_kernel(const float* __restrict__ gate, const float* __r
   if (i < n) {
     float g = gate[i];
     out[i] = g / (1.f + expf(-g)) * up[i];
-  }
-}
-
-// One block per (token, head): the rotary part is staged in shared memory so every layout, including the
-// de-interleaving one, reads its inputs before any thread writes.
-__global__ void rope_kernel(float* x, const int* positions, int heads, int head_dim, int rotary_dim, int layout, const float* inv_freq) {
-  extern __shared__ float staged[];
-  int token = blockIdx.x / heads, head = blockIdx.x % heads;
-  float* v = x + (static_cast<size_t>(token) * heads + head) * head_dim;
-  for (int i = threadIdx.x; i < rotary_dim; i += blockDim.x) staged[i] = v[i];
-  __syncthreads();
-  int half = rotary_dim / 2;
-  float pos = static_cast<float>(positions[token]);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    float s, c;
-    sincosf(pos * inv_freq[i], &s, &c);
-    glm::rope_rotate(staged, v, i, half, layout, c, s);
   }
 }
 
@@ -50,10 +32,8 @@ int glm_silu_mul_f32(const float* gate, const float* up, float* out, int64_t n, 
 
 int glm_rope_f32(float* x, const int* positions, int tokens, int heads, int head_dim, int rotary_dim, int layout, const float* inv_freq, void* stream) {
   GLM_REQUIRE(x && positions && inv_freq && tokens >= 0 && heads > 0 && rotary_dim % 2 == 0 && rotary_dim <= head_dim, "rope: bad arguments");
-  GLM_REQUIRE(layout >= GLM_ROPE_INTERLEAVED && layout <= GLM_ROPE_INTERLEAVED_TO_HALF, "rope: unknown layout");
-  if (tokens == 0) return GLM_OK;
-  rope_kernel<<<tokens * heads, 64, rotary_dim * sizeof(float), static_cast<cudaStream_t>(stream)>>>(x, positions, heads, head_dim, rotary_dim, layout, inv_freq);
-  GLM_LAUNCHED(rope_kernel);
-  return GLM_OK;
+  // Packed heads: the worker's strided kernel (worker.cu) serves both.
+  glm_heads view{x, tokens, heads * head_dim, heads, head_dim, 0, head_dim};
+  return glm_rope_heads(view, positions, rotary_dim, layout, inv_freq, stream);
 }
 }
