@@ -48,7 +48,7 @@ internal sealed class CudaKvCache : DeviceKvCache
     public override KvCacheDType DType { get; }
     public override int NumBlocks { get; }
     public override int BlockSize { get; }
-    public override long BytesPerToken => (long)Layout.KvHeads * (_keyRecord + _valueRecord) * Layout.Layers;
+    public override long BytesPerToken => (long)KvStore.BytesPerTokenPerLayerOf(Layout, DType) * Layout.Layers;
     public long Slots => (long)NumBlocks * BlockSize;
 
     /// <summary>The glm_kv_layer the kernels read for one layer.</summary>

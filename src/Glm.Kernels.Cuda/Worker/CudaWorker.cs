@@ -151,9 +151,14 @@ public sealed class CudaWorker : IWorker, IDeviceSampler
 
     public void Download(Tensor tensor, Span<float> destination) => DeviceMemory.CopyOut(Ptr(tensor), destination[..checked((int)tensor.Length)]);
 
-    /// <summary>Host integers uploaded into a pooled slab, returned to the pool at once (the stream keeps the order).</summary>
-    private DeviceSlab UploadInts(ReadOnlySpan<int> values)
+    /// <summary>
+    /// Host indices, each checked to lie in [0, <paramref name="bound"/>) (a kernel could not report it), uploaded
+    /// into a pooled slab that the caller returns at once after queueing its reader (the stream keeps the order).
+    /// </summary>
+    private DeviceSlab UploadIndices(ReadOnlySpan<int> values, int bound, string what)
     {
+        foreach (int v in values)
+            if ((uint)v >= (uint)bound) throw new ArgumentOutOfRangeException(nameof(values), v, $"{what} outside [0, {bound})");
         var slab = _memory.Rent(Math.Max(1, values.Length) * sizeof(int));
         DeviceMemory.CopyIn(slab, values);
         return slab;
@@ -163,10 +168,8 @@ public sealed class CudaWorker : IWorker, IDeviceSampler
 
     public Tensor Embedding(DeviceWeight table, ReadOnlySpan<int> ids)
     {
-        foreach (int id in ids)
-            if ((uint)id >= (uint)table.Rows) throw new ArgumentOutOfRangeException(nameof(ids), id, $"token id outside the vocabulary of {table.Rows}");
+        var slab = UploadIndices(ids, table.Rows, "token id");
         var output = Empty(ids.Length, table.Cols);
-        var slab = UploadInts(ids);
         Check(CudaNative.glm_embedding(in W(table), slab.Pointer, ids.Length, Ptr(output), 0), "embedding");
         _memory.Return(slab);
         return output;
@@ -225,10 +228,8 @@ public sealed class CudaWorker : IWorker, IDeviceSampler
 
     public Tensor GatherRows(Tensor x, ReadOnlySpan<int> rows)
     {
-        foreach (int r in rows)
-            if ((uint)r >= (uint)x.Rows) throw new ArgumentOutOfRangeException(nameof(rows), r, $"row outside a tensor of {x.Rows}");
+        var slab = UploadIndices(rows, x.Rows, "row");
         var output = Empty(rows.Length, x.Cols);
-        var slab = UploadInts(rows);
         Check(CudaNative.glm_gather_rows(Ptr(x), x.Cols, slab.Pointer, rows.Length, Ptr(output), 0), "gather_rows");
         _memory.Return(slab);
         return output;

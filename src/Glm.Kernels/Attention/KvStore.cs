@@ -55,6 +55,10 @@ public abstract unsafe class KvStore : IDisposable
         _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
     };
 
+    /// <summary>Bytes one token takes in one layer of <paramref name="layout"/>: its keys and, unless the value is the key's prefix, its values.</summary>
+    public static int BytesPerTokenPerLayerOf(KvLayout layout, KvCacheDType dtype) =>
+        layout.KvHeads * (RecordBytes(dtype, layout.KeyDim) + (layout.ValueIsKeyPrefix ? 0 : RecordBytes(dtype, layout.ValueDim)));
+
     public static KvStore Create(KvCacheDType dtype, KvLayout layout, long slots) => dtype switch
     {
         KvCacheDType.F32 => new F32KvStore(layout, slots),

@@ -20,11 +20,8 @@ public sealed class PagedKvCache : IDisposable
     public long BytesPerToken => (long)Store.BytesPerTokenPerLayer * Layout.Layers;
 
     /// <summary>Pool bytes for a given number of blocks, used to size the pool from a memory budget.</summary>
-    public static long BytesPerBlock(KvLayout layout, KvCacheDType dtype, int blockSize)
-    {
-        using var probe = KvStore.Create(dtype, layout with { Layers = 1 }, 1);
-        return (long)probe.BytesPerTokenPerLayer * layout.Layers * blockSize;
-    }
+    public static long BytesPerBlock(KvLayout layout, KvCacheDType dtype, int blockSize) =>
+        (long)KvStore.BytesPerTokenPerLayerOf(layout, dtype) * layout.Layers * blockSize;
 
     /// <summary>Fills <paramref name="slots"/>[p] with the slot of position p for a sequence's block table.</summary>
     public void SlotsFor(IReadOnlyList<int> blockTable, Span<long> slots)

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 #include "glm_cuda.h"
+#include "../src/common/formats.h"  // the KV record sizes both builds use
 
 namespace {
 
@@ -275,14 +276,6 @@ void check_heads_times_weight(const Api& host, const Api& cuda, int format) {
   cuda.free(dx); cuda.free(dy);
 }
 
-int record_bytes(int dtype, int dim) {
-  switch (dtype) {
-    case GLM_KV_F32: return 4 * dim;
-    case GLM_KV_BF16: return 2 * dim;
-    case GLM_KV_FP8: return 4 + dim;
-    default: return 4 * ((dim + 63) / 64) + (dim + 1) / 2;
-  }
-}
 
 // Three sequences (1, 100 and 700 tokens of context) over shuffled blocks of 16 slots, the last rows of each
 // being this step's queries: the pages written by both builds must be identical, and so nearly the outputs.
@@ -314,8 +307,8 @@ void check_attention(const Api& host, const Api& cuda, int dtype, bool latent, i
   auto keys = random_floats(static_cast<size_t>(rows) * kv_heads * key_dim, 2.f);
   auto values = random_floats(static_cast<size_t>(rows) * kv_heads * value_dim, 2.f);
   auto queries = random_floats(static_cast<size_t>(q_rows) * heads * key_dim, 0.5f);
-  size_t key_bytes = static_cast<size_t>(slots) * kv_heads * record_bytes(dtype, key_dim);
-  size_t value_bytes = latent ? 0 : static_cast<size_t>(slots) * kv_heads * record_bytes(dtype, value_dim);
+  size_t key_bytes = static_cast<size_t>(slots) * kv_heads * glm::kv_record_bytes(dtype, key_dim);
+  size_t value_bytes = latent ? 0 : static_cast<size_t>(slots) * kv_heads * glm::kv_record_bytes(dtype, value_dim);
   std::vector<uint8_t> host_keys(key_bytes), host_values(value_bytes + 1);
   glm_kv_layer hl{host_keys.data(), latent ? nullptr : host_values.data(), dtype, kv_heads, key_dim, value_dim, latent, slots};
   glm_step hs{positions.data(), offsets.data(), tables.data(), rows, block_size};
