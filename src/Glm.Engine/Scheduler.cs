@@ -41,7 +41,8 @@ public sealed class Scheduler(BlockManager blocks, int maxNumSeqs, int maxNumBat
             int n = Math.Min(seq.Length - seq.NumComputed, budget);
             if (n <= 0) continue;
             int[]? proposal = n == 1 && seq.Length - seq.NumComputed == 1 && budget > 1 ? draft?.Invoke(seq, budget - 1) : null;
-            if (proposal is { Length: > 0 }) n = 1 + proposal.Length;
+            if (proposal is { Length: 0 }) proposal = null;
+            if (proposal is not null) n = 1 + proposal.Length;
             bool fits = true;
             while (!blocks.EnsureCapacity(seq, seq.NumComputed + n))
             {
@@ -50,7 +51,7 @@ public sealed class Scheduler(BlockManager blocks, int maxNumSeqs, int maxNumBat
                 if (victim == seq) { fits = false; break; }
             }
             if (!fits) break;
-            scheduled.Add(new ScheduledSequence(seq, n, proposal is { Length: > 0 } ? proposal : null));
+            scheduled.Add(new ScheduledSequence(seq, n, proposal));
             budget -= n;
         }
 

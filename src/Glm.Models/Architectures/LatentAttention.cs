@@ -75,7 +75,10 @@ public sealed class LatentAttention : IAttention
 
     public LightningIndexer? Indexer => _indexer;
 
-    public IEnumerable<Linear> Linears => new[] { _qA, _qB, _kvA, _kvB, _o }.OfType<Linear>().Concat(_indexer?.Linears ?? []);
+    /// <summary>The attention's own projections (the indexer's are its own, disposed with it).</summary>
+    private IEnumerable<Linear> Projections => new[] { _qA, _qB, _kvA, _kvB, _o }.OfType<Linear>();
+
+    public IEnumerable<Linear> Linears => Projections.Concat(_indexer?.Linears ?? []);
 
     public static KvLayout CacheLayout(ModelConfig c) =>
         new(c.NumLayers, 1, c.KvLoraRank + c.QkRopeHeadDim, c.KvLoraRank, ValueIsKeyPrefix: true);
@@ -135,7 +138,7 @@ public sealed class LatentAttention : IAttention
 
     public void Dispose()
     {
-        foreach (var l in new[] { _qA, _qB, _kvA, _kvB, _o }.OfType<Linear>()) l.Dispose();
+        foreach (var l in Projections) l.Dispose();
         _indexer?.Dispose();
         _kbTransposed.Dispose();
         _qANorm?.Dispose();
