@@ -161,6 +161,41 @@ public unsafe class QuantizedKernelTests
         }
     }
 
+    /// <summary>
+    /// Every integer kernel this machine has (scalar always; vpmaddubsw with AVX2; vpdpbusd with VNNI) against the
+    /// float64 reference, and the SIMD ones bit-identical to each other, alone and batched (the integer sums are
+    /// exact and the float combination is shared), so which one a machine picks never changes an output.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Int8ActivationFormats))]
+    public void IntegerKernelsAgreeBitForBit(string format)
+    {
+        var rng = new Random(_seed);
+        int n = 70, k = 1536, m = 9;
+        var matrix = (Int4Matrix)Make(format, ScalarReference.Random(rng, n * k, 0.05f), n, k);
+        var x = ScalarReference.Random(rng, m * k);
+        var kernels = new List<Int8DotKernel> { Int8DotKernel.Scalar };
+        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported) kernels.Add(Int8DotKernel.Avx2);
+        if (System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) kernels.Add(Int8DotKernel.Vnni);
+        Assert.Equal(kernels[^1], Int4Matrix.BestIntegerKernel);
+        float[]? simd = null;
+        float[]? scalar = null;
+        foreach (var kernel in kernels)
+        {
+            matrix.IntegerKernel = kernel;
+            var y = new float[m * n];
+            MatMul.Multiply(matrix, x, m, y);
+            if (kernel == Int8DotKernel.Scalar) scalar = y;
+            else if (simd is null) simd = y;
+            else Assert.True(simd.AsSpan().SequenceEqual(y), $"{format}: {kernel} differs from {kernels[1]} (seed {_seed})");
+            if (kernel != Int8DotKernel.Scalar) ScalarReference.AssertRowsIndependentOfBatch(matrix, x, m);
+        }
+        // The scalar kernel sums the groups in another order: the same numbers to float rounding.
+        if (simd is not null)
+            for (int i = 0; i < simd.Length; i++)
+                Assert.True(Math.Abs(simd[i] - scalar![i]) <= 1e-5f * (1 + Math.Abs(scalar[i])), $"{format} [{i}]: {simd[i]} vs scalar {scalar[i]} (seed {_seed})");
+    }
+
     [Theory]
     [InlineData(32, 1)]
     [InlineData(128, 2)]

@@ -11,43 +11,84 @@ namespace Glm.Kernels.Cpu;
 /// are then folded together (three horizontal adds and one add of the halves) so the conversion, the zero-point term and the
 /// scale cost one 4-wide instruction each per four groups. Integer sums do not depend on the loop shape, so the
 /// one-row and four-row kernels give the same bits.
-/// Bounds: a vpmaddubsw lane sums 2 products ≤ 15·127, and at most 4 such lanes are added before widening (15,240).
 /// 256-bit registers: on this Zen 4 the 512-bit form measured slower (its 512-bit operations are double-pumped).
-/// The kernel runs near the vector pipes' limit (~4.5 cycles per 64 bytes of codes); VNNI's vpdpbusd would
-/// replace vpmaddubsw + vpmaddwd, but .NET exposes it only in the VEX form, which this CPU lacks.
+/// Where VNNI is present (AVX-VNNI, or AVX512-VNNI with VL, which .NET 10 reports as <see cref="AvxVnni"/> and
+/// encodes as EVEX), vpdpbusd does the multiply, the pairing and the widening in one instruction, into the same
+/// int32 sums: the kernels are written once over <see cref="IInt8Dot"/> and specialized for each instruction set,
+/// and give the same bits either way.
 /// </summary>
 public sealed unsafe partial class Int4Matrix
 {
     /// <summary>Two runs (64 weights, 32 code bytes) per 256-bit step where the groups allow it, else one.</summary>
     private int RunsPerStep => GroupSize % 64 == 0 ? 2 : 1;
 
+    /// <summary>The integer instructions this machine has, best first.</summary>
+    public static Int8DotKernel BestIntegerKernel =>
+        AvxVnni.IsSupported ? Int8DotKernel.Vnni : Avx2.IsSupported ? Int8DotKernel.Avx2 : Int8DotKernel.Scalar;
+
+    /// <summary>
+    /// Which instructions the int8-activation kernels use (the best by default). All integer sums are exact, so the
+    /// SIMD choices give the same bits; tests and benchmarks compare them by setting this.
+    /// </summary>
+    public Int8DotKernel IntegerKernel
+    {
+        get => _integerKernel;
+        set
+        {
+            if ((value == Int8DotKernel.Vnni && !AvxVnni.IsSupported) || (value == Int8DotKernel.Avx2 && !Avx2.IsSupported))
+                throw new PlatformNotSupportedException($"{value} is not supported on this machine");
+            _integerKernel = value;
+        }
+    }
+    private Int8DotKernel _integerKernel = BestIntegerKernel;
+
     private void MultiplyRowsInt8(Int8Activations act, float* y, int yStride, int rowStart, int rowEnd)
     {
+        switch (_integerKernel)
+        {
+            case Int8DotKernel.Vnni: MultiplyRowsInt8<VnniDot>(act, y, yStride, rowStart, rowEnd); break;
+            case Int8DotKernel.Avx2: MultiplyRowsInt8<MaddDot>(act, y, yStride, rowStart, rowEnd); break;
+            default:
+                for (int n = rowStart; n < rowEnd; n++)
+                    for (int i = 0; i < act.Rows; i++)
+                        y[(long)i * yStride + n] = DotInt8Scalar(_pCodes + (long)n * Cols / 2, act.RowCodes(i), act.RowScales(i), act.RowCodeSums(i), n * _groups);
+                break;
+        }
+    }
+
+    private void MultiplyRowsInt8<TDot>(Int8Activations act, float* y, int yStride, int rowStart, int rowEnd) where TDot : struct, IInt8Dot
+    {
         float* results = stackalloc float[4];
-        bool fourRows = Avx2.IsSupported && RunsPerStep == 2;
+        bool fourRows = RunsPerStep == 2;
         for (int n = rowStart; n < rowEnd; n++)
         {
             int i = 0;
             if (fourRows)
                 for (; i + 4 <= act.Rows; i += 4)
                 {
-                    DotRowsInt8x4(n, act, i, results);
+                    DotRowsInt8x4<TDot>(n, act, i, results);
                     for (int j = 0; j < 4; j++) y[(long)(i + j) * yStride + n] = results[j];
                 }
-            for (; i < act.Rows; i++) y[(long)i * yStride + n] = DotRowInt8(n, act.RowCodes(i), act.RowScales(i), act.RowCodeSums(i));
+            for (; i < act.Rows; i++) y[(long)i * yStride + n] = DotRowInt8<TDot>(n, act.RowCodes(i), act.RowScales(i), act.RowCodeSums(i));
         }
     }
 
+    /// <summary>One activation row against weight row <paramref name="row"/>, with this matrix's <see cref="IntegerKernel"/>.</summary>
+    private float DotRowInt8(int row, sbyte* a, float* aScales, float* aSums) => _integerKernel switch
+    {
+        Int8DotKernel.Vnni => DotRowInt8<VnniDot>(row, a, aScales, aSums),
+        Int8DotKernel.Avx2 => DotRowInt8<MaddDot>(row, a, aScales, aSums),
+        _ => DotInt8Scalar(_pCodes + (long)row * Cols / 2, a, aScales, aSums, row * _groups),
+    };
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private float DotRowInt8(int row, sbyte* a, float* aScales, float* aSums)
+    private float DotRowInt8<TDot>(int row, sbyte* a, float* aScales, float* aSums) where TDot : struct, IInt8Dot
     {
         byte* w = _pCodes + (long)row * Cols / 2;
         int baseIndex = row * _groups;
-        if (!Avx2.IsSupported) return DotInt8Scalar(w, a, aScales, aSums, baseIndex);
-        if (RunsPerStep == 1) return DotOneRunAvx2(row, w, a, aScales, aSums);
+        if (RunsPerStep == 1) return DotOneRun<TDot>(row, w, a, aScales, aSums);
 
         var mask = Vector256.Create((byte)0x0F);
-        var ones = Vector256.Create((short)1);
         float* scales = _pScales + baseIndex, zeros = RowZeros(row);
         Vector128<float> total = default;
         int g = 0;
@@ -55,20 +96,20 @@ public sealed unsafe partial class Int4Matrix
         {
             // The default group size as straight-line code: without the inner loop's control it measured ~20% faster.
             for (; g + 4 <= _groups; g += 4, w += 256, a += 512)
-                total = Combine4(Block128(w, a, mask, ones), Block128(w + 64, a + 128, mask, ones),
-                                 Block128(w + 128, a + 256, mask, ones), Block128(w + 192, a + 384, mask, ones),
+                total = Combine4(TDot.Block128(w, a, mask), TDot.Block128(w + 64, a + 128, mask),
+                                 TDot.Block128(w + 128, a + 256, mask), TDot.Block128(w + 192, a + 384, mask),
                                  g, scales, zeros, aScales, aSums, total);
         }
         for (; g + 4 <= _groups; g += 4)
         {
-            var d0 = GroupDot(ref w, ref a, mask, ones);
-            var d1 = GroupDot(ref w, ref a, mask, ones);
-            var d2 = GroupDot(ref w, ref a, mask, ones);
-            var d3 = GroupDot(ref w, ref a, mask, ones);
+            var d0 = GroupDot<TDot>(ref w, ref a, mask);
+            var d1 = GroupDot<TDot>(ref w, ref a, mask);
+            var d2 = GroupDot<TDot>(ref w, ref a, mask);
+            var d3 = GroupDot<TDot>(ref w, ref a, mask);
             total = Combine4(d0, d1, d2, d3, g, scales, zeros, aScales, aSums, total);
         }
         float tail = 0;
-        for (; g < _groups; g++) tail = CombineOne(GroupDot(ref w, ref a, mask, ones), g, scales, zeros, aScales, aSums, tail);
+        for (; g < _groups; g++) tail = CombineOne(GroupDot<TDot>(ref w, ref a, mask), g, scales, zeros, aScales, aSums, tail);
         return Vector128.Sum(total) + tail;
     }
 
@@ -77,7 +118,7 @@ public sealed unsafe partial class Int4Matrix
     /// and prefill). Per row the lanes hold the same integers as the one-row kernel, so the same bits.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DotRowsInt8x4(int row, Int8Activations act, int firstRow, float* results)
+    private void DotRowsInt8x4<TDot>(int row, Int8Activations act, int firstRow, float* results) where TDot : struct, IInt8Dot
     {
         byte* w = _pCodes + (long)row * Cols / 2;
         int baseIndex = row * _groups, groups = _groups;
@@ -87,15 +128,14 @@ public sealed unsafe partial class Int4Matrix
         float* s0 = act.RowScales(firstRow), s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
         float* q0 = act.RowCodeSums(firstRow), q1 = q0 + groups, q2 = q1 + groups, q3 = q2 + groups;
         var mask = Vector256.Create((byte)0x0F);
-        var ones = Vector256.Create((short)1);
         Vector128<float> t0 = default, t1 = default, t2 = default, t3 = default;
         int g = 0;
         for (; g + 4 <= groups; g += 4)
         {
-            GroupDot4Rows(ref w, ref a, stride, mask, ones, out var a0, out var b0, out var c0, out var e0);
-            GroupDot4Rows(ref w, ref a, stride, mask, ones, out var a1, out var b1, out var c1, out var e1);
-            GroupDot4Rows(ref w, ref a, stride, mask, ones, out var a2, out var b2, out var c2, out var e2);
-            GroupDot4Rows(ref w, ref a, stride, mask, ones, out var a3, out var b3, out var c3, out var e3);
+            GroupDot4Rows<TDot>(ref w, ref a, stride, mask, out var a0, out var b0, out var c0, out var e0);
+            GroupDot4Rows<TDot>(ref w, ref a, stride, mask, out var a1, out var b1, out var c1, out var e1);
+            GroupDot4Rows<TDot>(ref w, ref a, stride, mask, out var a2, out var b2, out var c2, out var e2);
+            GroupDot4Rows<TDot>(ref w, ref a, stride, mask, out var a3, out var b3, out var c3, out var e3);
             t0 = Combine4(a0, a1, a2, a3, g, scales, zeros, s0, q0, t0);
             t1 = Combine4(b0, b1, b2, b3, g, scales, zeros, s1, q1, t1);
             t2 = Combine4(c0, c1, c2, c3, g, scales, zeros, s2, q2, t2);
@@ -104,7 +144,7 @@ public sealed unsafe partial class Int4Matrix
         float u0 = 0, u1 = 0, u2 = 0, u3 = 0;
         for (; g < groups; g++)
         {
-            GroupDot4Rows(ref w, ref a, stride, mask, ones, out var d0, out var d1, out var d2, out var d3);
+            GroupDot4Rows<TDot>(ref w, ref a, stride, mask, out var d0, out var d1, out var d2, out var d3);
             u0 = CombineOne(d0, g, scales, zeros, s0, q0, u0);
             u1 = CombineOne(d1, g, scales, zeros, s1, q1, u1);
             u2 = CombineOne(d2, g, scales, zeros, s2, q2, u2);
@@ -118,38 +158,25 @@ public sealed unsafe partial class Int4Matrix
 
     /// <summary>One group's Σ u·q in eight int32 lanes (two runs a step, two steps an iteration where they fit).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private Vector256<int> GroupDot(ref byte* w, ref sbyte* a, Vector256<byte> mask, Vector256<short> ones)
+    private Vector256<int> GroupDot<TDot>(ref byte* w, ref sbyte* a, Vector256<byte> mask) where TDot : struct, IInt8Dot
     {
         Vector256<int> acc = default;
         int i = 0;
-        for (; i + 128 <= GroupSize; i += 128, w += 64, a += 128) acc = Avx2.Add(acc, Block128(w, a, mask, ones));
+        for (; i + 128 <= GroupSize; i += 128, w += 64, a += 128) acc = Avx2.Add(acc, TDot.Block128(w, a, mask));
         if (i < GroupSize)
         {
             var p = Avx.LoadVector256(w);
-            acc = Avx2.Add(acc, PairDot(Avx2.And(p, mask), HighNibbles(p, mask), a, ones));
+            acc = TDot.PairDot(acc, Avx2.And(p, mask), HighNibbles(p, mask), a);
             w += 32;
             a += 64;
         }
         return acc;
     }
 
-    /// <summary>128 weights (64 code bytes): two steps summed in 16 bits, then widened once.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Block128(byte* w, sbyte* a, Vector256<byte> mask, Vector256<short> ones)
-    {
-        var p0 = Avx.LoadVector256(w);
-        var p1 = Avx.LoadVector256(w + 32);
-        var q0 = Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.And(p0, mask), Avx.LoadVector256(a)),
-                          Avx2.MultiplyAddAdjacent(HighNibbles(p0, mask), Avx.LoadVector256(a + 32)));
-        var q1 = Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.And(p1, mask), Avx.LoadVector256(a + 64)),
-                          Avx2.MultiplyAddAdjacent(HighNibbles(p1, mask), Avx.LoadVector256(a + 96)));
-        return Avx2.MultiplyAddAdjacent(Avx2.Add(q0, q1), ones);
-    }
-
     /// <summary>One group for four activation rows (<paramref name="stride"/> bytes apart), one unpack per step.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void GroupDot4Rows(ref byte* w, ref sbyte* a, long stride, Vector256<byte> mask, Vector256<short> ones,
-        out Vector256<int> d0, out Vector256<int> d1, out Vector256<int> d2, out Vector256<int> d3)
+    private void GroupDot4Rows<TDot>(ref byte* w, ref sbyte* a, long stride, Vector256<byte> mask,
+        out Vector256<int> d0, out Vector256<int> d1, out Vector256<int> d2, out Vector256<int> d3) where TDot : struct, IInt8Dot
     {
         d0 = d1 = d2 = d3 = default;
         for (int i = 0; i < GroupSize; i += 64, w += 32, a += 64)
@@ -157,10 +184,10 @@ public sealed unsafe partial class Int4Matrix
             var p = Avx.LoadVector256(w);
             var lo = Avx2.And(p, mask);
             var hi = HighNibbles(p, mask);
-            d0 = Avx2.Add(d0, PairDot(lo, hi, a, ones));
-            d1 = Avx2.Add(d1, PairDot(lo, hi, a + stride, ones));
-            d2 = Avx2.Add(d2, PairDot(lo, hi, a + 2 * stride, ones));
-            d3 = Avx2.Add(d3, PairDot(lo, hi, a + 3 * stride, ones));
+            d0 = TDot.PairDot(d0, lo, hi, a);
+            d1 = TDot.PairDot(d1, lo, hi, a + stride);
+            d2 = TDot.PairDot(d2, lo, hi, a + 2 * stride);
+            d3 = TDot.PairDot(d3, lo, hi, a + 3 * stride);
         }
     }
 
@@ -184,10 +211,9 @@ public sealed unsafe partial class Int4Matrix
 
     /// <summary>Groups of an odd number of runs: 16 code bytes a step, low and high nibbles side by side.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private float DotOneRunAvx2(int row, byte* w, sbyte* a, float* aScales, float* aSums)
+    private float DotOneRun<TDot>(int row, byte* w, sbyte* a, float* aScales, float* aSums) where TDot : struct, IInt8Dot
     {
         var mask = Vector128.Create((byte)0x0F);
-        var ones = Vector256.Create((short)1);
         float* scales = _pScales + (long)row * _groups, zeros = RowZeros(row);
         float total = 0;
         for (int g = 0; g < _groups; g++)
@@ -195,9 +221,9 @@ public sealed unsafe partial class Int4Matrix
             Vector256<int> acc = default;
             for (int i = 0; i < GroupSize; i += 32, w += 16, a += 32)
             {
-                        var p = Sse2.LoadVector128(w);
+                var p = Sse2.LoadVector128(w);
                 var nibbles = Vector256.Create(Sse2.And(p, mask), Sse2.And(Sse2.ShiftRightLogical(p.AsUInt16(), 4).AsByte(), mask));
-                acc = Avx2.Add(acc, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nibbles, Avx.LoadVector256(a)), ones));
+                acc = TDot.Dot(acc, nibbles, a);
             }
             total = CombineOne(acc, g, scales, zeros, aScales, aSums, total);
         }
@@ -207,10 +233,6 @@ public sealed unsafe partial class Int4Matrix
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> HighNibbles(Vector256<byte> packed, Vector256<byte> mask) =>
         Avx2.And(Avx2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), mask);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> PairDot(Vector256<byte> lo, Vector256<byte> hi, sbyte* a, Vector256<short> ones) =>
-        Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(a)), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(a + 32))), ones);
 
     /// <summary>Machines without AVX2: the same integers and layout, one element at a time.</summary>
     private float DotInt8Scalar(byte* w, sbyte* a, float* aScales, float* aSums, int baseIndex)
@@ -231,4 +253,86 @@ public sealed unsafe partial class Int4Matrix
         }
         return total;
     }
+
+    /// <summary>
+    /// Unsigned nibbles (0..15) times signed int8 codes, summed into int32 lanes: the one primitive the integer
+    /// kernels are written over. Which lane holds which products differs between the implementations; a group's
+    /// total over its lanes does not.
+    /// </summary>
+    private interface IInt8Dot
+    {
+        /// <summary>acc + Σ nibbles·codes over 32 byte pairs.</summary>
+        static abstract Vector256<int> Dot(Vector256<int> acc, Vector256<byte> nibbles, sbyte* codes);
+
+        /// <summary>acc + one 64-weight step: low nibbles against codes[0..32), high nibbles against codes[32..64).</summary>
+        static abstract Vector256<int> PairDot(Vector256<int> acc, Vector256<byte> lo, Vector256<byte> hi, sbyte* codes);
+
+        /// <summary>128 weights (64 code bytes) against 128 codes.</summary>
+        static abstract Vector256<int> Block128(byte* w, sbyte* codes, Vector256<byte> mask);
+    }
+
+    /// <summary>
+    /// AVX2: vpmaddubsw (pairs into int16) then vpmaddwd against ones (into int32). Bounds: a vpmaddubsw lane sums
+    /// 2 products ≤ 15·127, and at most 4 such lanes are added before widening (15,240 &lt; 32,767).
+    /// </summary>
+    private readonly struct MaddDot : IInt8Dot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<int> acc, Vector256<byte> nibbles, sbyte* codes) =>
+            Avx2.Add(acc, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nibbles, Avx.LoadVector256(codes)), Vector256.Create((short)1)));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> PairDot(Vector256<int> acc, Vector256<byte> lo, Vector256<byte> hi, sbyte* codes) =>
+            Avx2.Add(acc, Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(codes)),
+                Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(codes + 32))), Vector256.Create((short)1)));
+
+        /// <summary>Two steps summed in 16 bits, then widened once.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Block128(byte* w, sbyte* codes, Vector256<byte> mask)
+        {
+            var p0 = Avx.LoadVector256(w);
+            var p1 = Avx.LoadVector256(w + 32);
+            var q0 = Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.And(p0, mask), Avx.LoadVector256(codes)),
+                              Avx2.MultiplyAddAdjacent(HighNibbles(p0, mask), Avx.LoadVector256(codes + 32)));
+            var q1 = Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.And(p1, mask), Avx.LoadVector256(codes + 64)),
+                              Avx2.MultiplyAddAdjacent(HighNibbles(p1, mask), Avx.LoadVector256(codes + 96)));
+            return Avx2.MultiplyAddAdjacent(Avx2.Add(q0, q1), Vector256.Create((short)1));
+        }
+    }
+
+    /// <summary>VNNI: vpdpbusd multiplies, sums each four products and adds them to an int32 lane in one instruction.</summary>
+    private readonly struct VnniDot : IInt8Dot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<int> acc, Vector256<byte> nibbles, sbyte* codes) =>
+            AvxVnni.MultiplyWideningAndAdd(acc, nibbles, Avx.LoadVector256(codes));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> PairDot(Vector256<int> acc, Vector256<byte> lo, Vector256<byte> hi, sbyte* codes) =>
+            AvxVnni.MultiplyWideningAndAdd(AvxVnni.MultiplyWideningAndAdd(acc, lo, Avx.LoadVector256(codes)), hi, Avx.LoadVector256(codes + 32));
+
+        /// <summary>Two independent chains, added at the end, so consecutive vpdpbusd do not wait on each other.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Block128(byte* w, sbyte* codes, Vector256<byte> mask)
+        {
+            var p0 = Avx.LoadVector256(w);
+            var p1 = Avx.LoadVector256(w + 32);
+            var a0 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.And(p0, mask), Avx.LoadVector256(codes));
+            var a1 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.And(p1, mask), Avx.LoadVector256(codes + 64));
+            a0 = AvxVnni.MultiplyWideningAndAdd(a0, HighNibbles(p0, mask), Avx.LoadVector256(codes + 32));
+            a1 = AvxVnni.MultiplyWideningAndAdd(a1, HighNibbles(p1, mask), Avx.LoadVector256(codes + 96));
+            return Avx2.Add(a0, a1);
+        }
+    }
+}
+
+/// <summary>The integer instructions of the int8-activation Int4 kernels.</summary>
+public enum Int8DotKernel
+{
+    /// <summary>One element at a time (machines without AVX2; the portable reference).</summary>
+    Scalar,
+    /// <summary>vpmaddubsw + vpmaddwd.</summary>
+    Avx2,
+    /// <summary>vpdpbusd (AVX-VNNI or AVX512-VNNI).</summary>
+    Vnni,
 }
