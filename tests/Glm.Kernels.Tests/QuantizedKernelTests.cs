@@ -229,7 +229,7 @@ public unsafe class QuantizedKernelTests
 
     /// <summary>
     /// Rows wider than L1 holds of x (K = 9000, as dense down projections): float64 agreement, batch invariance,
-    /// DotRow equal to the batched kernel. (Tiling K to keep x in L1 was tried: the strided row reads it needs
+    /// DotRow equal to the batched kernel; five rows of 36 KB also cross the 128 KiB activation block (4 + 1 rows). (Tiling K to keep x in L1 was tried: the strided row reads it needs
     /// made BF16 and FP8 GEMV 30-40% slower here, so rows are read whole.)
     /// </summary>
     [Theory]

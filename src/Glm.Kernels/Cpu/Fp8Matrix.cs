@@ -95,20 +95,45 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
     /// Σ_b scale_b · Σ_{k∈b} x_k·decode(code_k): the block sums stay in a vector register, scaled by a broadcast
     /// multiply-add per block; one horizontal sum per row. AVX-512 decodes 16 codes a step where present.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override float DotRow(int row, float* x)
     {
         byte* codes = _pCodes + (long)row * Cols;
-        if (Avx512F.IsSupported && _blockCols % 16 == 0) return DotAvx512(row, codes, x);
-        if (Avx2.IsSupported && Fma.IsSupported && _blockCols % 16 == 0) return DotAvx2(row, codes, x);
+        if (Avx512F.IsSupported && _blockCols % 16 == 0) return DotAvx512<FromCodes>(row, codes, x);
+        if (Avx2.IsSupported && Fma.IsSupported && _blockCols % 16 == 0) return DotAvx2<FromCodes>(row, codes, x);
         float total = 0;
         for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
-            total = MathF.FusedMultiplyAdd(BlockDotScalar(codes + start, x + start, Math.Min(_blockCols, Cols - start)), Scale(row, b), total);
+            total = MathF.FusedMultiplyAdd(BlockDotScalar<FromCodes>(codes, start, x + start, Math.Min(_blockCols, Cols - start)), Scale(row, b), total);
         return total;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private float DotAvx2(int row, byte* codes, float* x)
+    /// <summary>
+    /// Where the kernels read a weight row from: its codes, decoded in registers (decode), or the same row decoded
+    /// once into float32 (batches: one decode then serves every activation row). Both give the same floats, and
+    /// every kernel is written once over this, so a row's bits do not depend on which it read.
+    /// </summary>
+    private interface IRowSource
+    {
+        static abstract Vector256<float> Load8(void* row, int i);
+        static abstract Vector512<float> Load16(void* row, int i);
+        static abstract float Load1(void* row, int i);
+    }
+
+    private readonly struct FromCodes : IRowSource
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load8(void* row, int i) => Fp8E4M3.Decode8((byte*)row + i);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load16(void* row, int i) => Fp8E4M3.Decode16((byte*)row + i);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Load1(void* row, int i) => Fp8E4M3.ToFloat(((byte*)row)[i]);
+    }
+
+    private readonly struct FromDecoded : IRowSource
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load8(void* row, int i) => Avx.LoadVector256((float*)row + i);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load16(void* row, int i) => Avx512F.LoadVector512((float*)row + i);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Load1(void* row, int i) => ((float*)row)[i];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private float DotAvx2<TW>(int row, void* w, float* x) where TW : struct, IRowSource
     {
         Vector256<float> total = default;
         float tail = 0;
@@ -118,18 +143,18 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             Vector256<float> a0 = default, a1 = default;
             for (; i <= n - 16; i += 16)
             {
-                a0 = Fma.MultiplyAdd(Avx.LoadVector256(x + start + i), Fp8E4M3.Decode8(codes + start + i), a0);
-                a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + start + i + 8), Fp8E4M3.Decode8(codes + start + i + 8), a1);
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(x + start + i), TW.Load8(w, start + i), a0);
+                a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + start + i + 8), TW.Load8(w, start + i + 8), a1);
             }
             float scale = Scale(row, b);
             total = Fma.MultiplyAdd(a0 + a1, Vector256.Create(scale), total);
-            if (i < n) tail = MathF.FusedMultiplyAdd(BlockDotScalar(codes + start + i, x + start + i, n - i), scale, tail);
+            if (i < n) tail = MathF.FusedMultiplyAdd(BlockDotScalar<TW>(w, start + i, x + start + i, n - i), scale, tail);
         }
         return Vector256.Sum(total) + tail;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private float DotAvx512(int row, byte* codes, float* x)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private float DotAvx512<TW>(int row, void* w, float* x) where TW : struct, IRowSource
     {
         Vector512<float> total = default;
         float tail = 0;
@@ -139,29 +164,178 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             Vector512<float> a0 = default, a1 = default;
             for (; i <= n - 32; i += 32)
             {
-                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i), Fp8E4M3.Decode16(codes + start + i), a0);
-                a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i + 16), Fp8E4M3.Decode16(codes + start + i + 16), a1);
+                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i), TW.Load16(w, start + i), a0);
+                a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i + 16), TW.Load16(w, start + i + 16), a1);
             }
             if (i <= n - 16)
             {
-                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i), Fp8E4M3.Decode16(codes + start + i), a0);
+                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + start + i), TW.Load16(w, start + i), a0);
                 i += 16;
             }
             float scale = Scale(row, b);
             total = Avx512F.FusedMultiplyAdd(a0 + a1, Vector512.Create(scale), total);
-            if (i < n) tail = MathF.FusedMultiplyAdd(BlockDotScalar(codes + start + i, x + start + i, n - i), scale, tail);
+            if (i < n) tail = MathF.FusedMultiplyAdd(BlockDotScalar<TW>(w, start + i, x + start + i, n - i), scale, tail);
         }
         return Vector512.Sum(total) + tail;
     }
 
     /// <summary>
-    /// Decode (one activation row) wider than L1 holds takes weight rows in pairs, so each x load from L2 serves
-    /// two rows; each row's arithmetic is that of the one-row kernel of the same instruction set.
+    /// Four activation rows (<paramref name="stride"/> floats apart) against one decoded weight row: each weight
+    /// load serves four rows. Per row, exactly the arithmetic of <see cref="DotAvx2{TW}"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DotAvx2x4(int row, float* w, float* x, long stride, float* results)
+    {
+        Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
+        float u0 = 0, u1 = 0, u2 = 0, u3 = 0;
+        float* x1 = x + stride, x2 = x1 + stride, x3 = x2 + stride;
+        for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
+        {
+            int n = Math.Min(_blockCols, Cols - start), i = 0;
+            Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default, d0 = default, d1 = default;
+            for (; i <= n - 16; i += 16)
+            {
+                int k = start + i;
+                var w0 = Avx.LoadVector256(w + k);
+                var w1 = Avx.LoadVector256(w + k + 8);
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(x + k), w0, a0); a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + k + 8), w1, a1);
+                b0 = Fma.MultiplyAdd(Avx.LoadVector256(x1 + k), w0, b0); b1 = Fma.MultiplyAdd(Avx.LoadVector256(x1 + k + 8), w1, b1);
+                c0 = Fma.MultiplyAdd(Avx.LoadVector256(x2 + k), w0, c0); c1 = Fma.MultiplyAdd(Avx.LoadVector256(x2 + k + 8), w1, c1);
+                d0 = Fma.MultiplyAdd(Avx.LoadVector256(x3 + k), w0, d0); d1 = Fma.MultiplyAdd(Avx.LoadVector256(x3 + k + 8), w1, d1);
+            }
+            var scale = Vector256.Create(Scale(row, b));
+            t0 = Fma.MultiplyAdd(a0 + a1, scale, t0);
+            t1 = Fma.MultiplyAdd(b0 + b1, scale, t1);
+            t2 = Fma.MultiplyAdd(c0 + c1, scale, t2);
+            t3 = Fma.MultiplyAdd(d0 + d1, scale, t3);
+            if (i < n)
+            {
+                float s = scale.ToScalar();
+                int k = start + i;
+                u0 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x + k, n - i), s, u0);
+                u1 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x1 + k, n - i), s, u1);
+                u2 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x2 + k, n - i), s, u2);
+                u3 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x3 + k, n - i), s, u3);
+            }
+        }
+        results[0] = Vector256.Sum(t0) + u0;
+        results[1] = Vector256.Sum(t1) + u1;
+        results[2] = Vector256.Sum(t2) + u2;
+        results[3] = Vector256.Sum(t3) + u3;
+    }
+
+    /// <summary>The same with AVX-512: per row, exactly the arithmetic of <see cref="DotAvx512{TW}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DotAvx512x4(int row, float* w, float* x, long stride, float* results)
+    {
+        Vector512<float> t0 = default, t1 = default, t2 = default, t3 = default;
+        float u0 = 0, u1 = 0, u2 = 0, u3 = 0;
+        float* x1 = x + stride, x2 = x1 + stride, x3 = x2 + stride;
+        for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
+        {
+            int n = Math.Min(_blockCols, Cols - start), i = 0;
+            Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default, d0 = default, d1 = default;
+            for (; i <= n - 32; i += 32)
+            {
+                int k = start + i;
+                var w0 = Avx512F.LoadVector512(w + k);
+                var w1 = Avx512F.LoadVector512(w + k + 16);
+                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + k), w0, a0); a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + k + 16), w1, a1);
+                b0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x1 + k), w0, b0); b1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x1 + k + 16), w1, b1);
+                c0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x2 + k), w0, c0); c1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x2 + k + 16), w1, c1);
+                d0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x3 + k), w0, d0); d1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x3 + k + 16), w1, d1);
+            }
+            if (i <= n - 16)
+            {
+                int k = start + i;
+                var w0 = Avx512F.LoadVector512(w + k);
+                a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + k), w0, a0);
+                b0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x1 + k), w0, b0);
+                c0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x2 + k), w0, c0);
+                d0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x3 + k), w0, d0);
+                i += 16;
+            }
+            var scale = Vector512.Create(Scale(row, b));
+            t0 = Avx512F.FusedMultiplyAdd(a0 + a1, scale, t0);
+            t1 = Avx512F.FusedMultiplyAdd(b0 + b1, scale, t1);
+            t2 = Avx512F.FusedMultiplyAdd(c0 + c1, scale, t2);
+            t3 = Avx512F.FusedMultiplyAdd(d0 + d1, scale, t3);
+            if (i < n)
+            {
+                float s = scale.ToScalar();
+                int k = start + i;
+                u0 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x + k, n - i), s, u0);
+                u1 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x1 + k, n - i), s, u1);
+                u2 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x2 + k, n - i), s, u2);
+                u3 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x3 + k, n - i), s, u3);
+            }
+        }
+        results[0] = Vector512.Sum(t0) + u0;
+        results[1] = Vector512.Sum(t1) + u1;
+        results[2] = Vector512.Sum(t2) + u2;
+        results[3] = Vector512.Sum(t3) + u3;
+    }
+
+    /// <summary>This thread's float32 copy of one decoded weight row, grown when needed.</summary>
+    [ThreadStatic] private static float[]? t_decodedRow;
+
+    /// <summary>
+    /// Batches (two activation rows or more): each weight row is decoded once into float32 (L1-resident at the
+    /// usual widths) and read by the four-row kernel, then row by row for the rest.
+    /// </summary>
+    private void MultiplyRowsBatched(float* x, int m, float* y, int yStride, int rowStart, int rowEnd, bool avx512)
+    {
+        var buffer = t_decodedRow;
+        if (buffer is null || buffer.Length < Cols) t_decodedRow = buffer = GC.AllocateUninitializedArray<float>(Cols, pinned: true);
+        float* results = stackalloc float[4];
+        long k = Cols;
+        fixed (float* decoded = buffer)
+            for (int n = rowStart; n < rowEnd; n++)
+            {
+                DecodeRow(_pCodes + (long)n * Cols, decoded, avx512);
+                int i = 0;
+                for (; i + 4 <= m; i += 4)
+                {
+                    if (avx512) DotAvx512x4(n, decoded, x + i * k, k, results);
+                    else DotAvx2x4(n, decoded, x + i * k, k, results);
+                    for (int j = 0; j < 4; j++) y[(long)(i + j) * yStride + n] = results[j];
+                }
+                for (; i < m; i++)
+                    y[(long)i * yStride + n] = avx512 ? DotAvx512<FromDecoded>(n, decoded, x + i * k) : DotAvx2<FromDecoded>(n, decoded, x + i * k);
+            }
+    }
+
+    /// <summary>One row's codes as float32 (unscaled), with the same in-register decode the one-row kernels use.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DecodeRow(byte* codes, float* destination, bool avx512)
+    {
+        int i = 0;
+        if (avx512)
+            for (; i <= Cols - 16; i += 16) Avx512F.Store(destination + i, Fp8E4M3.Decode16(codes + i));
+        else
+            for (; i <= Cols - 8; i += 8) Avx.Store(destination + i, Fp8E4M3.Decode8(codes + i));
+        for (; i < Cols; i++) destination[i] = Fp8E4M3.ToFloat(codes[i]);
+    }
+
+    /// <summary>
+    /// Batches decode each weight row once for all activation rows (<see cref="MultiplyRowsBatched"/>). Decode
+    /// (one activation row) wider than L1 holds takes weight rows in pairs, so each x load from L2 serves two
+    /// rows; each row's arithmetic is that of the one-row kernel of the same instruction set.
     /// </summary>
     public override void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
     {
         bool avx512 = Avx512F.IsSupported, avx2 = Avx2.IsSupported && Fma.IsSupported;
-        if (m != 1 || !XOutgrowsL1 || !(avx512 || avx2) || _blockCols % 16 != 0)
+        if (!(avx512 || avx2) || _blockCols % 16 != 0)
+        {
+            base.MultiplyRows(x, m, y, yStride, rowStart, rowEnd);
+            return;
+        }
+        if (m > 1)
+        {
+            MultiplyRowsBatched(x, m, y, yStride, rowStart, rowEnd, avx512);
+            return;
+        }
+        if (!XOutgrowsL1)
         {
             base.MultiplyRows(x, m, y, yStride, rowStart, rowEnd);
             return;
@@ -199,8 +373,8 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             total1 = Fma.MultiplyAdd(b0 + b1, Vector256.Create(s1), total1);
             if (i < n)
             {
-                tail0 = MathF.FusedMultiplyAdd(BlockDotScalar(c0 + start + i, x + start + i, n - i), s0, tail0);
-                tail1 = MathF.FusedMultiplyAdd(BlockDotScalar(c1 + start + i, x + start + i, n - i), s1, tail1);
+                tail0 = MathF.FusedMultiplyAdd(BlockDotScalar<FromCodes>(c0, start + i, x + start + i, n - i), s0, tail0);
+                tail1 = MathF.FusedMultiplyAdd(BlockDotScalar<FromCodes>(c1, start + i, x + start + i, n - i), s1, tail1);
             }
         }
         r0 = Vector256.Sum(total0) + tail0;
@@ -238,8 +412,8 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             total1 = Avx512F.FusedMultiplyAdd(b0 + b1, Vector512.Create(s1), total1);
             if (i < n)
             {
-                tail0 = MathF.FusedMultiplyAdd(BlockDotScalar(c0 + start + i, x + start + i, n - i), s0, tail0);
-                tail1 = MathF.FusedMultiplyAdd(BlockDotScalar(c1 + start + i, x + start + i, n - i), s1, tail1);
+                tail0 = MathF.FusedMultiplyAdd(BlockDotScalar<FromCodes>(c0, start + i, x + start + i, n - i), s0, tail0);
+                tail1 = MathF.FusedMultiplyAdd(BlockDotScalar<FromCodes>(c1, start + i, x + start + i, n - i), s1, tail1);
             }
         }
         r0 = Vector512.Sum(total0) + tail0;
@@ -252,10 +426,11 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
         base.Dispose();
     }
 
-    private static float BlockDotScalar(byte* codes, float* x, int n)
+    /// <summary>Elements [start, start + n) of a weight row against x[0, n): the scalar tail every kernel shares.</summary>
+    private static float BlockDotScalar<TW>(void* w, int start, float* x, int n) where TW : struct, IRowSource
     {
         float acc = 0;
-        for (int i = 0; i < n; i++) acc = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(codes[i]), acc);
+        for (int i = 0; i < n; i++) acc = MathF.FusedMultiplyAdd(x[i], TW.Load1(w, start + i), acc);
         return acc;
     }
 }
