@@ -14,6 +14,44 @@ public class KvCacheTests
         return d;
     }
 
+    /// <summary>
+    /// The grouped-query entry points (one record decode for every query head of a KV head) against the one-head
+    /// ones, bit for bit: head counts 1 to 12, dims with and without a tail past the last run of 32, and a latent
+    /// cache whose value is the key's 512-value prefix.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    [InlineData(KvCacheDType.Int4, 96)]
+    public void MultiHeadKernelsGiveEachHeadTheOneHeadBits(KvCacheDType dtype, int dim)
+    {
+        var rng = new Random(_seed);
+        bool latent = dim == 576;
+        int valueDim = latent ? 512 : dim, tokens = 37;
+        using var store = KvStore.Create(dtype, new KvLayout(1, 2, dim, latent ? 512 : dim, latent), tokens);
+        for (int t = 0; t < tokens; t++)
+            store.Write(0, t, ScalarReference.Random(rng, 2 * dim, 3f), latent ? [] : ScalarReference.Random(rng, 2 * dim, 3f));
+        var slots = Enumerable.Range(0, tokens).Select(t => (long)(tokens - 1 - t)).ToArray(); // out of order, as pages are
+        foreach (int count in new[] { 1, 3, 4, 12 })
+        {
+            var queries = ScalarReference.Random(rng, count * dim, 2f);
+            int stride = tokens + 5;
+            var together = new float[count * stride];
+            store.ScoresForHeads(0, 1, slots, queries, count, 0.3f, together, stride);
+            var probs = ScalarReference.Random(rng, count * stride, 1f);
+            var sums = ScalarReference.Random(rng, count * valueDim, 1f);
+            var aloneSums = sums.ToArray();
+            store.AccumulateValuesForHeads(0, 1, slots, probs, stride, count, sums);
+            for (int h = 0; h < count; h++)
+            {
+                var alone = new float[tokens];
+                store.Scores(0, 1, slots, queries.AsSpan(h * dim, dim), 0.3f, alone);
+                Assert.True(alone.AsSpan().SequenceEqual(together.AsSpan(h * stride, tokens)), $"{dtype} dim {dim}, {count} heads: head {h}'s scores differ (seed {_seed})");
+                store.AccumulateValues(0, 1, slots, probs.AsSpan(h * stride, tokens), aloneSums.AsSpan(h * valueDim, valueDim));
+            }
+            Assert.True(aloneSums.AsSpan().SequenceEqual(sums), $"{dtype} dim {dim}, {count} heads: weighted values differ (seed {_seed})");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void StoredVectorsDecodeWithinTheFormatsBoundAndKernelsMatchFloat64(KvCacheDType dtype, int dim)

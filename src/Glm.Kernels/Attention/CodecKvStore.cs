@@ -19,8 +19,8 @@ public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCod
     public override KvCacheDType DType => TCodec.DType;
     public override int BytesPerTokenPerLayer => Layout.KvHeads * (_keyRecord + _valueRecord);
 
-    private byte* KeyRecord(int layer, long slot, int head) => _layers[layer] + (slot * Layout.KvHeads + head) * _keyRecord;
-    private byte* ValueRecord(int layer, long slot, int head) => _layers[layer] + _valuesOffset + (slot * Layout.KvHeads + head) * _valueRecord;
+    protected byte* KeyRecord(int layer, long slot, int head) => _layers[layer] + (slot * Layout.KvHeads + head) * _keyRecord;
+    protected byte* ValueRecord(int layer, long slot, int head) => _layers[layer] + _valuesOffset + (slot * Layout.KvHeads + head) * _valueRecord;
 
     public override void Write(int layer, long slot, ReadOnlySpan<float> keys, ReadOnlySpan<float> values)
     {
@@ -49,6 +49,19 @@ public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCod
             byte* rec = prefix ? KeyRecord(layer, slots[t], head) : ValueRecord(layer, slots[t], head);
             TCodec.Accumulate(rec, recordDim, probs[t], output);
         }
+    }
+
+    /// <summary>One head at a time, each over the whole chunk: the records stay in L1/L2 between heads.</summary>
+    public override void ScoresForHeads(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> queries, int count, float scale, Span<float> scores, int stride)
+    {
+        int dim = queries.Length / count;
+        for (int h = 0; h < count; h++) Scores(layer, head, slots, queries.Slice(h * dim, dim), scale, scores.Slice(h * stride, slots.Length));
+    }
+
+    public override void AccumulateValuesForHeads(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, int stride, int count, Span<float> output)
+    {
+        int dim = output.Length / count;
+        for (int h = 0; h < count; h++) AccumulateValues(layer, head, slots, probs.Slice(h * stride, slots.Length), output.Slice(h * dim, dim));
     }
 
     public override void ReadKey(int layer, long slot, int head, Span<float> destination) => TCodec.Decode(KeyRecord(layer, slot, head), destination);
@@ -85,4 +98,44 @@ public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCod
 public sealed class F32KvStore(KvLayout layout, long slots) : CodecKvStore<F32Codec>(layout, slots);
 public sealed class Bf16KvStore(KvLayout layout, long slots) : CodecKvStore<Bf16Codec>(layout, slots);
 public sealed class Fp8KvStore(KvLayout layout, long slots) : CodecKvStore<Fp8Codec>(layout, slots);
-public sealed class Int4KvStore(KvLayout layout, long slots) : CodecKvStore<Int4Codec>(layout, slots);
+public sealed class Int4KvStore(KvLayout layout, long slots) : MultiHeadCodecKvStore<Int4Codec>(layout, slots);
+
+/// <summary>A codec store that decodes each record once for all the query heads of its KV head.</summary>
+public unsafe class MultiHeadCodecKvStore<TCodec>(KvLayout layout, long slots) : CodecKvStore<TCodec>(layout, slots) where TCodec : struct, IMultiHeadKvCodec
+{
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public override void ScoresForHeads(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> queries, int count, float scale, Span<float> scores, int stride)
+    {
+        // Each head's query is queries.Length / count long, as Scores reads q.Length values.
+        int dim = queries.Length / count;
+        if (dim > Layout.KeyDim || scores.Length < (count - 1) * stride + slots.Length) throw new ArgumentException("queries longer than a key, or scores too short");
+        int stateLength = TCodec.QueryStateLength(dim);
+        float* state = stackalloc float[Math.Max(1, stateLength * count)];
+        float* results = stackalloc float[count];
+        fixed (float* q = queries)
+        {
+            for (int h = 0; h < count; h++) TCodec.PrepareQuery(q + h * dim, dim, state + h * stateLength);
+            for (int t = 0; t < slots.Length; t++)
+            {
+                TCodec.DotHeads(KeyRecord(layer, slots[t], head), q, dim, count, state, results);
+                for (int h = 0; h < count; h++) scores[h * stride + t] = results[h] * scale;
+            }
+        }
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public override void AccumulateValuesForHeads(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, int stride, int count, Span<float> output)
+    {
+        bool prefix = Layout.ValueIsKeyPrefix;
+        int recordDim = prefix ? Layout.KeyDim : Layout.ValueDim, dim = output.Length / count;
+        if (dim > recordDim || probs.Length < (count - 1) * stride + slots.Length) throw new ArgumentException("output wider than a value, or probs too short");
+        float* weights = stackalloc float[count];
+        fixed (float* acc = output)
+            for (int t = 0; t < slots.Length; t++)
+            {
+                for (int h = 0; h < count; h++) weights[h] = probs[h * stride + t];
+                byte* rec = prefix ? KeyRecord(layer, slots[t], head) : ValueRecord(layer, slots[t], head);
+                TCodec.AccumulateHeads(rec, recordDim, weights, count, acc, dim);
+            }
+    }
+}

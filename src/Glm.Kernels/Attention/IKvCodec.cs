@@ -12,3 +12,25 @@ public unsafe interface IKvCodec
     static abstract void Accumulate(byte* record, int recordDim, float weight, Span<float> acc);
     static abstract void Decode(byte* record, Span<float> destination);
 }
+
+/// <summary>
+/// A codec whose record decode is worth sharing among the query heads of one KV head (grouped-query attention):
+/// Int4's unpacking costs more than the multiply-adds it feeds. Measured not worth it for F32, BF16 and FP8
+/// (equal or slower at 4 query heads per KV head), which keep one head at a time.
+/// </summary>
+public unsafe interface IMultiHeadKvCodec : IKvCodec
+{
+    /// <summary>Floats of per-query values <see cref="DotHeads"/> reuses for every record (Int4: each group's Σq); 0 for none.</summary>
+    static abstract int QueryStateLength(int dim);
+    /// <summary>Fills <paramref name="state"/> (<see cref="QueryStateLength"/> floats) for the query at <paramref name="q"/>.</summary>
+    static abstract void PrepareQuery(float* q, int dim, float* state);
+
+    /// <summary>
+    /// results[h] = Dot(record, q[h·dim ..]) for <paramref name="count"/> query heads sharing this KV head, with
+    /// exactly <see cref="IKvCodec.Dot"/>'s arithmetic per head; a codec may decode the record once for all of them.
+    /// </summary>
+    static abstract void DotHeads(byte* record, float* q, int dim, int count, float* state, float* results);
+
+    /// <summary>acc[h·accLength ..] += weights[h] · decode(record) for <paramref name="count"/> heads, each exactly as <see cref="IKvCodec.Accumulate"/>.</summary>
+    static abstract void AccumulateHeads(byte* record, int recordDim, float* weights, int count, float* acc, int accLength);
+}

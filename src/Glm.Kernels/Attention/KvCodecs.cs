@@ -129,7 +129,7 @@ public readonly unsafe struct Fp8Codec : IKvCodec
 /// tail is packed in pairs. Groups keep a head's outliers from coarsening the rest, and put MLA's RoPE part
 /// (the last 64 of 576) in its own range.
 /// </summary>
-public readonly unsafe struct Int4Codec : IKvCodec
+public readonly unsafe struct Int4Codec : IMultiHeadKvCodec
 {
     public const int GroupSize = 64;
 
@@ -265,6 +265,107 @@ public readonly unsafe struct Int4Codec : IKvCodec
                     }
                 }
                 for (; i < end; i++) pa[i] += MathF.FusedMultiplyAdd(CodeAt(codes, i, recordDim), scale, offset);
+            }
+        }
+    }
+
+    /// <summary>Σq of each group, summed exactly as <see cref="Dot"/> sums it.</summary>
+    public static int QueryStateLength(int dim) => Groups(dim);
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static void PrepareQuery(float* q, int n, float* state)
+    {
+        int full = n / 32 * 32;
+        bool simd = Avx2.IsSupported && Fma.IsSupported;
+        for (int g = 0; g < Groups(n); g++)
+        {
+            int start = g * GroupSize, end = Math.Min(n, start + GroupSize), i = start;
+            float sumQ = 0;
+            if (simd)
+            {
+                Vector256<float> s0 = default, s1 = default;
+                for (; i + 32 <= end && i + 32 <= full; i += 32)
+                {
+                    s0 = Avx.Add(s0, Avx.Add(Avx.LoadVector256(q + i), Avx.LoadVector256(q + i + 16)));
+                    s1 = Avx.Add(s1, Avx.Add(Avx.LoadVector256(q + i + 8), Avx.LoadVector256(q + i + 24)));
+                }
+                sumQ = Vector256.Sum(s0 + s1);
+            }
+            for (; i < end; i++) sumQ += q[i];
+            state[g] = sumQ;
+        }
+    }
+
+    /// <summary>
+    /// Every head's dot with one record, the record's codes widened once per group (two 32-value steps held in
+    /// eight registers) and each head's sums taken in <see cref="Dot"/>'s order, with its Σq from <see cref="PrepareQuery"/>.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static void DotHeads(byte* record, float* q, int n, int count, float* state, float* results)
+    {
+        int groups = Groups(n), full = n / 32 * 32;
+        if (!(Avx2.IsSupported && Fma.IsSupported) || full < n)
+        {
+            for (int h = 0; h < count; h++) results[h] = Dot(record, new ReadOnlySpan<float>(q + (long)h * n, n));
+            return;
+        }
+        var header = (Half*)record;
+        byte* codes = record + 4 * groups;
+        for (int h = 0; h < count; h++) results[h] = 0;
+        for (int g = 0; g < groups; g++)
+        {
+            int start = g * GroupSize, steps = (Math.Min(n, start + GroupSize) - start) / 32;
+            float scale = (float)header[2 * g], min = (float)header[2 * g + 1];
+            var (w0, w1, w2, w3) = Unpack32(codes + start / 2);
+            Vector256<float> w4 = default, w5 = default, w6 = default, w7 = default;
+            if (steps == 2) (w4, w5, w6, w7) = Unpack32(codes + start / 2 + 16);
+            for (int h = 0; h < count; h++)
+            {
+                float* pq = q + (long)h * n + start;
+                Vector256<float> a0 = default, a1 = default;
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(pq), w0, a0);
+                a1 = Fma.MultiplyAdd(Avx.LoadVector256(pq + 8), w1, a1);
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(pq + 16), w2, a0);
+                a1 = Fma.MultiplyAdd(Avx.LoadVector256(pq + 24), w3, a1);
+                if (steps == 2)
+                {
+                    a0 = Fma.MultiplyAdd(Avx.LoadVector256(pq + 32), w4, a0);
+                    a1 = Fma.MultiplyAdd(Avx.LoadVector256(pq + 40), w5, a1);
+                    a0 = Fma.MultiplyAdd(Avx.LoadVector256(pq + 48), w6, a0);
+                    a1 = Fma.MultiplyAdd(Avx.LoadVector256(pq + 56), w7, a1);
+                }
+                results[h] += scale * Vector256.Sum(a0 + a1) + min * state[h * groups + g];
+            }
+        }
+    }
+
+    /// <summary>Every head's weighted sum of one value record, its codes widened once per 32 values, each head as <see cref="Accumulate"/>.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static void AccumulateHeads(byte* record, int recordDim, float* weights, int count, float* acc, int accLength)
+    {
+        int n = accLength, groups = Groups(recordDim);
+        int full = Math.Min(n, recordDim / 32 * 32) / 32 * 32;
+        if (!(Avx2.IsSupported && Fma.IsSupported) || full < n)
+        {
+            for (int h = 0; h < count; h++) Accumulate(record, recordDim, weights[h], new Span<float>(acc + (long)h * n, n));
+            return;
+        }
+        var header = (Half*)record;
+        byte* codes = record + 4 * groups;
+        for (int i = 0; i < n; i += 32)
+        {
+            int g = i / GroupSize;
+            float scale = (float)header[2 * g], offset = (float)header[2 * g + 1];
+            var (w0, w1, w2, w3) = Unpack32(codes + i / 2);
+            for (int h = 0; h < count; h++)
+            {
+                float* pa = acc + (long)h * n + i;
+                var vs = Vector256.Create(scale * weights[h]);
+                var vo = Vector256.Create(offset * weights[h]);
+                Avx.Add(Avx.LoadVector256(pa), Fma.MultiplyAdd(w0, vs, vo)).Store(pa);
+                Avx.Add(Avx.LoadVector256(pa + 8), Fma.MultiplyAdd(w1, vs, vo)).Store(pa + 8);
+                Avx.Add(Avx.LoadVector256(pa + 16), Fma.MultiplyAdd(w2, vs, vo)).Store(pa + 16);
+                Avx.Add(Avx.LoadVector256(pa + 24), Fma.MultiplyAdd(w3, vs, vo)).Store(pa + 24);
             }
         }
     }

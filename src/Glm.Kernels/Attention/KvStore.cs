@@ -36,6 +36,19 @@ public abstract unsafe class KvStore : IDisposable
     /// <summary>output += Σ_t probs[t] · value(slots[t], head), in slot order.</summary>
     public abstract void AccumulateValues(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, Span<float> output);
 
+    /// <summary>
+    /// scores[h·stride + t] = scale · (q_h · key(slots[t], head)) for the <paramref name="count"/> query heads
+    /// whose queries lie one after another in <paramref name="queries"/>: grouped-query attention reads each key
+    /// record once for all of them. Per head the same bits as <see cref="Scores"/>.
+    /// </summary>
+    public abstract void ScoresForHeads(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> queries, int count, float scale, Span<float> scores, int stride);
+
+    /// <summary>
+    /// output[h·ValueDim ..] += Σ_t probs[h·stride + t] · value(slots[t], head) for <paramref name="count"/> heads,
+    /// each value record read once for all of them. Per head the same bits as <see cref="AccumulateValues"/>.
+    /// </summary>
+    public abstract void AccumulateValuesForHeads(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, int stride, int count, Span<float> output);
+
     /// <summary>Decodes one stored key (tests and error measurement).</summary>
     public abstract void ReadKey(int layer, long slot, int head, Span<float> destination);
 

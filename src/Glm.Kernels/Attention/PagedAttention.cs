@@ -9,8 +9,9 @@ public readonly record struct AttentionSequence(int Start, int Count, int FirstP
 /// <summary>
 /// Causal attention of a batch of queries against the paged cache (decode and chunked prefill alike): query at
 /// position p sees cached positions 0..p of its own sequence. One work item is a (token, KV head) pair: the cache
-/// is walked in chunks, and every query head sharing that KV head is served from a chunk while it is in cache,
-/// so grouped-query attention reads each KV record once rather than once per query head. Each head still sums
+/// is walked in chunks, and every query head sharing that KV head is served from each record while it is in
+/// registers (<see cref="KvStore.ScoresForHeads"/>), so grouped-query attention reads and decodes each KV record
+/// once rather than once per query head. Each head still sums
 /// in position order, so a row's result does not depend on what else is in the batch.
 /// </summary>
 public static class PagedAttention
@@ -60,14 +61,11 @@ public static class PagedAttention
                         for (int k = 0; k < ctx; k++) picked[k] = seq.Slots[chosen[k]];
                         slots = picked.AsSpan(0, ctx);
                     }
+                    int firstHead = row * heads + kvh * groupSize;
                     for (int start = 0; start < ctx; start += Chunk)
                     {
                         int n = Math.Min(Chunk, ctx - start);
-                        for (int g = 0; g < groupSize; g++)
-                        {
-                            int h = kvh * groupSize + g;
-                            store.Scores(layer, kvh, slots.Slice(start, n), queries.AsSpan((row * heads + h) * qDim, qDim), scale, scores.AsSpan(g * ctx + start, n));
-                        }
+                        store.ScoresForHeads(layer, kvh, slots.Slice(start, n), queries.AsSpan(firstHead * qDim, groupSize * qDim), groupSize, scale, scores.AsSpan(start), ctx);
                     }
                     for (int g = 0; g < groupSize; g++)
                     {
@@ -77,11 +75,7 @@ public static class PagedAttention
                     for (int start = 0; start < ctx; start += Chunk)
                     {
                         int n = Math.Min(Chunk, ctx - start);
-                        for (int g = 0; g < groupSize; g++)
-                        {
-                            int h = kvh * groupSize + g;
-                            store.AccumulateValues(layer, kvh, slots.Slice(start, n), scores.AsSpan(g * ctx + start, n), output.AsSpan((row * heads + h) * vDim, vDim));
-                        }
+                        store.AccumulateValuesForHeads(layer, kvh, slots.Slice(start, n), scores.AsSpan(start), ctx, groupSize, output.AsSpan(firstHead * vDim, groupSize * vDim));
                     }
                 }
                 finally
