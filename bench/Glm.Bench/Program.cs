@@ -16,7 +16,7 @@ namespace Glm.Bench;
 /// <summary>
 /// Benchmarks. Every result is reported with a baseline measured in the same run (the scalar kernel, the
 /// machine's read bandwidth, batch 1, BF16 pages) because these machines are shared and noisy.
-/// usage: Glm.Bench [all|bandwidth|gemv|quantized|model|engine|attention|tokenizer|cuda|forward|structured|schemabench] [--layers N] [--threads N]
+/// usage: Glm.Bench [all|bandwidth|gemv|quantized|model|engine|attention|longcontext|tokenizer|cuda|forward|structured|schemabench] [--layers N] [--threads N]
 /// </summary>
 public static class Program
 {
@@ -31,6 +31,11 @@ public static class Program
         {
             MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);
             return DsaBench.Run(args);
+        }
+        if (what == "longcontext")
+        {
+            MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);
+            return LongContextBench.Run(args);
         }
         if (what == "forward") return ForwardSpeed(ArgInt(args, "--threads", Environment.ProcessorCount));
         if (what == "structured") return StructuredBench.Run();

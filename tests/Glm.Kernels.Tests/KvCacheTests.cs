@@ -31,7 +31,7 @@ public class KvCacheTests
         for (int t = 0; t < tokens; t++)
             store.Write(0, t, ScalarReference.Random(rng, 2 * dim, 3f), latent ? [] : ScalarReference.Random(rng, 2 * dim, 3f));
         var slots = Enumerable.Range(0, tokens).Select(t => (long)(tokens - 1 - t)).ToArray(); // out of order, as pages are
-        foreach (int count in new[] { 1, 3, 4, 12 })
+        foreach (int count in new[] { 1, 3, 4, 5, 12 }) // Int4 takes heads three at a time: 5 = 3 + 2
         {
             var queries = ScalarReference.Random(rng, count * dim, 2f);
             int stride = tokens + 5;

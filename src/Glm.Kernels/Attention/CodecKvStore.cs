@@ -129,13 +129,9 @@ public unsafe class MultiHeadCodecKvStore<TCodec>(KvLayout layout, long slots) :
         bool prefix = Layout.ValueIsKeyPrefix;
         int recordDim = prefix ? Layout.KeyDim : Layout.ValueDim, dim = output.Length / count;
         if (dim > recordDim || probs.Length < (count - 1) * stride + slots.Length) throw new ArgumentException("output wider than a value, or probs too short");
-        float* weights = stackalloc float[count];
-        fixed (float* acc = output)
-            for (int t = 0; t < slots.Length; t++)
-            {
-                for (int h = 0; h < count; h++) weights[h] = probs[h * stride + t];
-                byte* rec = prefix ? KeyRecord(layer, slots[t], head) : ValueRecord(layer, slots[t], head);
-                TCodec.AccumulateHeads(rec, recordDim, weights, count, acc, dim);
-            }
+        byte** records = stackalloc byte*[slots.Length];
+        for (int t = 0; t < slots.Length; t++) records[t] = prefix ? KeyRecord(layer, slots[t], head) : ValueRecord(layer, slots[t], head);
+        fixed (float* acc = output) fixed (float* p = probs)
+            TCodec.AccumulateRecords(records, slots.Length, recordDim, p, stride, count, acc, dim);
     }
 }

@@ -31,6 +31,9 @@ public unsafe interface IMultiHeadKvCodec : IKvCodec
     /// </summary>
     static abstract void DotHeads(byte* record, float* q, int dim, int count, float* state, float* results);
 
-    /// <summary>acc[h·accLength ..] += weights[h] · decode(record) for <paramref name="count"/> heads, each exactly as <see cref="IKvCodec.Accumulate"/>.</summary>
-    static abstract void AccumulateHeads(byte* record, int recordDim, float* weights, int count, float* acc, int accLength);
+    /// <summary>
+    /// acc[h·accLength ..] += Σ_t probs[h·stride + t] · decode(records[t]) for <paramref name="count"/> heads over
+    /// <paramref name="n"/> records, each element summed in record order exactly as <see cref="IKvCodec.Accumulate"/> does.
+    /// </summary>
+    static abstract void AccumulateRecords(byte** records, int n, int recordDim, float* probs, int stride, int count, float* acc, int accLength);
 }

@@ -339,33 +339,62 @@ public readonly unsafe struct Int4Codec : IMultiHeadKvCodec
         }
     }
 
-    /// <summary>Every head's weighted sum of one value record, its codes widened once per 32 values, each head as <see cref="Accumulate"/>.</summary>
+    /// <summary>
+    /// Every head's weighted sum of a chunk of value records, the sums held in registers: for each 32 values and
+    /// three heads at a time, the records are walked in order, each run of codes widened once for the three heads,
+    /// and the sums stored once at the end. Every element gets Accumulate's operations in Accumulate's order.
+    /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static void AccumulateHeads(byte* record, int recordDim, float* weights, int count, float* acc, int accLength)
+    public static void AccumulateRecords(byte** records, int count, int recordDim, float* probs, int stride, int heads, float* acc, int accLength)
     {
         int n = accLength, groups = Groups(recordDim);
         int full = Math.Min(n, recordDim / 32 * 32) / 32 * 32;
         if (!(Avx2.IsSupported && Fma.IsSupported) || full < n)
         {
-            for (int h = 0; h < count; h++) Accumulate(record, recordDim, weights[h], new Span<float>(acc + (long)h * n, n));
+            for (int t = 0; t < count; t++)
+                for (int h = 0; h < heads; h++) Accumulate(records[t], recordDim, probs[h * stride + t], new Span<float>(acc + (long)h * n, n));
             return;
         }
-        var header = (Half*)record;
-        byte* codes = record + 4 * groups;
         for (int i = 0; i < n; i += 32)
         {
             int g = i / GroupSize;
-            float scale = (float)header[2 * g], offset = (float)header[2 * g + 1];
-            var (w0, w1, w2, w3) = Unpack32(codes + i / 2);
-            for (int h = 0; h < count; h++)
+            for (int h0 = 0; h0 < heads; h0 += 3)
             {
-                float* pa = acc + (long)h * n + i;
-                var vs = Vector256.Create(scale * weights[h]);
-                var vo = Vector256.Create(offset * weights[h]);
-                Avx.Add(Avx.LoadVector256(pa), Fma.MultiplyAdd(w0, vs, vo)).Store(pa);
-                Avx.Add(Avx.LoadVector256(pa + 8), Fma.MultiplyAdd(w1, vs, vo)).Store(pa + 8);
-                Avx.Add(Avx.LoadVector256(pa + 16), Fma.MultiplyAdd(w2, vs, vo)).Store(pa + 16);
-                Avx.Add(Avx.LoadVector256(pa + 24), Fma.MultiplyAdd(w3, vs, vo)).Store(pa + 24);
+                int taken = Math.Min(3, heads - h0);
+                float* pa = acc + (long)h0 * n + i, pb = pa + n, pc = pb + n;
+                float* qa = probs + h0 * stride, qb = qa + stride, qc = qb + stride;
+                var a0 = Avx.LoadVector256(pa); var a1 = Avx.LoadVector256(pa + 8); var a2 = Avx.LoadVector256(pa + 16); var a3 = Avx.LoadVector256(pa + 24);
+                Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default, c0 = default, c1 = default, c2 = default, c3 = default;
+                if (taken > 1) { b0 = Avx.LoadVector256(pb); b1 = Avx.LoadVector256(pb + 8); b2 = Avx.LoadVector256(pb + 16); b3 = Avx.LoadVector256(pb + 24); }
+                if (taken > 2) { c0 = Avx.LoadVector256(pc); c1 = Avx.LoadVector256(pc + 8); c2 = Avx.LoadVector256(pc + 16); c3 = Avx.LoadVector256(pc + 24); }
+                for (int t = 0; t < count; t++)
+                {
+                    byte* record = records[t];
+                    var header = (Half*)record;
+                    float scale = (float)header[2 * g], offset = (float)header[2 * g + 1];
+                    var (w0, w1, w2, w3) = Unpack32(record + 4 * groups + i / 2);
+                    var vs = Vector256.Create(scale * qa[t]);
+                    var vo = Vector256.Create(offset * qa[t]);
+                    a0 = Avx.Add(a0, Fma.MultiplyAdd(w0, vs, vo)); a1 = Avx.Add(a1, Fma.MultiplyAdd(w1, vs, vo));
+                    a2 = Avx.Add(a2, Fma.MultiplyAdd(w2, vs, vo)); a3 = Avx.Add(a3, Fma.MultiplyAdd(w3, vs, vo));
+                    if (taken > 1)
+                    {
+                        vs = Vector256.Create(scale * qb[t]);
+                        vo = Vector256.Create(offset * qb[t]);
+                        b0 = Avx.Add(b0, Fma.MultiplyAdd(w0, vs, vo)); b1 = Avx.Add(b1, Fma.MultiplyAdd(w1, vs, vo));
+                        b2 = Avx.Add(b2, Fma.MultiplyAdd(w2, vs, vo)); b3 = Avx.Add(b3, Fma.MultiplyAdd(w3, vs, vo));
+                    }
+                    if (taken > 2)
+                    {
+                        vs = Vector256.Create(scale * qc[t]);
+                        vo = Vector256.Create(offset * qc[t]);
+                        c0 = Avx.Add(c0, Fma.MultiplyAdd(w0, vs, vo)); c1 = Avx.Add(c1, Fma.MultiplyAdd(w1, vs, vo));
+                        c2 = Avx.Add(c2, Fma.MultiplyAdd(w2, vs, vo)); c3 = Avx.Add(c3, Fma.MultiplyAdd(w3, vs, vo));
+                    }
+                }
+                Avx.Store(pa, a0); Avx.Store(pa + 8, a1); Avx.Store(pa + 16, a2); Avx.Store(pa + 24, a3);
+                if (taken > 1) { Avx.Store(pb, b0); Avx.Store(pb + 8, b1); Avx.Store(pb + 16, b2); Avx.Store(pb + 24, b3); }
+                if (taken > 2) { Avx.Store(pc, c0); Avx.Store(pc + 8, c1); Avx.Store(pc + 16, c2); Avx.Store(pc + 24, c3); }
             }
         }
     }
