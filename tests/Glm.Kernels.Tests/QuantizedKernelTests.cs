@@ -267,7 +267,7 @@ public unsafe class QuantizedKernelTests
     public void QuantizedRowsDoNotDependOnTheBatch(string format)
     {
         var rng = new Random(_seed);
-        int n = 260, k = 1536;
+        int n = 261, k = 1536; // odd: a last weight row outside the FP8 4 x 2 tiles
         var matrix = Make(format, ScalarReference.Random(rng, n * k, 0.05f), n, k);
         ScalarReference.AssertRowsIndependentOfBatch(matrix, ScalarReference.Random(rng, 5 * k), 5);
     }
