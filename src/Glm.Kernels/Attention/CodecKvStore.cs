@@ -51,17 +51,24 @@ public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCod
         }
     }
 
-    /// <summary>One head at a time, each over the whole chunk: the records stay in L1/L2 between heads.</summary>
+    /// <summary>Scores one head at a time, each over the whole chunk (the records stay in L1/L2 between heads).</summary>
     public override void ScoresForHeads(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> queries, int count, float scale, Span<float> scores, int stride)
     {
         int dim = queries.Length / count;
         for (int h = 0; h < count; h++) Scores(layer, head, slots, queries.Slice(h * dim, dim), scale, scores.Slice(h * stride, slots.Length));
     }
 
+    /// <summary>The chunk's value records gathered once, then summed by the codec with every head's sums held in registers.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public override void AccumulateValuesForHeads(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, int stride, int count, Span<float> output)
     {
-        int dim = output.Length / count;
-        for (int h = 0; h < count; h++) AccumulateValues(layer, head, slots, probs.Slice(h * stride, slots.Length), output.Slice(h * dim, dim));
+        bool prefix = Layout.ValueIsKeyPrefix;
+        int recordDim = prefix ? Layout.KeyDim : Layout.ValueDim, dim = output.Length / count;
+        if (dim > recordDim || probs.Length < (count - 1) * stride + slots.Length) throw new ArgumentException("output wider than a value, or probs too short");
+        byte** records = stackalloc byte*[slots.Length];
+        for (int t = 0; t < slots.Length; t++) records[t] = prefix ? KeyRecord(layer, slots[t], head) : ValueRecord(layer, slots[t], head);
+        fixed (float* acc = output) fixed (float* p = probs)
+            TCodec.AccumulateRecords(records, slots.Length, recordDim, p, stride, count, acc, dim);
     }
 
     public override void ReadKey(int layer, long slot, int head, Span<float> destination) => TCodec.Decode(KeyRecord(layer, slot, head), destination);
@@ -123,15 +130,4 @@ public unsafe class MultiHeadCodecKvStore<TCodec>(KvLayout layout, long slots) :
         }
     }
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public override void AccumulateValuesForHeads(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, int stride, int count, Span<float> output)
-    {
-        bool prefix = Layout.ValueIsKeyPrefix;
-        int recordDim = prefix ? Layout.KeyDim : Layout.ValueDim, dim = output.Length / count;
-        if (dim > recordDim || probs.Length < (count - 1) * stride + slots.Length) throw new ArgumentException("output wider than a value, or probs too short");
-        byte** records = stackalloc byte*[slots.Length];
-        for (int t = 0; t < slots.Length; t++) records[t] = prefix ? KeyRecord(layer, slots[t], head) : ValueRecord(layer, slots[t], head);
-        fixed (float* acc = output) fixed (float* p = probs)
-            TCodec.AccumulateRecords(records, slots.Length, recordDim, p, stride, count, acc, dim);
-    }
 }

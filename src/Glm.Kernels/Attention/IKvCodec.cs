@@ -11,12 +11,18 @@ public unsafe interface IKvCodec
     /// (more than acc.Length when a latent cache reads its value as a prefix of the key).</summary>
     static abstract void Accumulate(byte* record, int recordDim, float weight, Span<float> acc);
     static abstract void Decode(byte* record, Span<float> destination);
+
+    /// <summary>
+    /// acc[h·accLength ..] += Σ_t probs[h·stride + t] · decode(records[t]) for <paramref name="count"/> heads over
+    /// <paramref name="n"/> records, each element summed in record order exactly as <see cref="Accumulate"/> does.
+    /// </summary>
+    static abstract void AccumulateRecords(byte** records, int n, int recordDim, float* probs, int stride, int count, float* acc, int accLength);
 }
 
 /// <summary>
-/// A codec whose record decode is worth sharing among the query heads of one KV head (grouped-query attention):
-/// Int4's unpacking costs more than the multiply-adds it feeds. Measured not worth it for F32, BF16 and FP8
-/// (equal or slower at 4 query heads per KV head), which keep one head at a time.
+/// A codec whose key decode is worth sharing among the query heads of one KV head (grouped-query attention):
+/// Int4's unpacking costs more than the multiply-adds it feeds. Measured not worth it for the scores of F32, BF16
+/// and FP8 (equal or slower at 4 query heads per KV head), which keep one head at a time.
 /// </summary>
 public unsafe interface IMultiHeadKvCodec : IKvCodec
 {
@@ -31,9 +37,4 @@ public unsafe interface IMultiHeadKvCodec : IKvCodec
     /// </summary>
     static abstract void DotHeads(byte* record, float* q, int dim, int count, float* state, float* results);
 
-    /// <summary>
-    /// acc[h·accLength ..] += Σ_t probs[h·stride + t] · decode(records[t]) for <paramref name="count"/> heads over
-    /// <paramref name="n"/> records, each element summed in record order exactly as <see cref="IKvCodec.Accumulate"/> does.
-    /// </summary>
-    static abstract void AccumulateRecords(byte** records, int n, int recordDim, float* probs, int stride, int count, float* acc, int accLength);
 }

@@ -6,6 +6,80 @@ using Glm.Kernels.Formats;
 
 namespace Glm.Kernels.Attention;
 
+/// <summary>How <see cref="RegisterAccumulation{TCodec, TV}"/> reads one codec's value records: acc += w · value.</summary>
+internal unsafe interface IValueSource
+{
+    /// <summary>Values i..i+7 of a record, as the codec's Accumulate widens them.</summary>
+    static abstract Vector256<float> Load8(byte* record, int i);
+    static abstract float Load1(byte* record, int i);
+    /// <summary>The multiplier Accumulate applies to a record's values for attention weight <paramref name="p"/>.</summary>
+    static abstract float Weight(byte* record, float p);
+}
+
+/// <summary>
+/// Weighted sums of a chunk of value records for several heads with the sums in registers: for each 32 values
+/// and three heads at a time, the records are walked in order and each element gets acc = fma(w, value, acc),
+/// exactly the operation (and order over records) of the codecs' one-record Accumulate, so the bits are those
+/// of summing record by record. The sums are loaded and stored once per chunk instead of once per record.
+/// </summary>
+internal static unsafe class RegisterAccumulation<TCodec, TV> where TCodec : struct, IKvCodec where TV : struct, IValueSource
+{
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static void Run(byte** records, int count, int recordDim, float* probs, int stride, int heads, float* acc, int n)
+    {
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            // The codec's one-record kernel, record by record: the same operations per element.
+            for (int t = 0; t < count; t++)
+                for (int h = 0; h < heads; h++) TCodec.Accumulate(records[t], recordDim, probs[h * stride + t], new Span<float>(acc + (long)h * n, n));
+            return;
+        }
+        int full = n / 32 * 32;
+        float* w = stackalloc float[3 * count];
+        for (int h0 = 0; h0 < heads; h0 += 3)
+        {
+            int taken = Math.Min(3, heads - h0);
+            for (int j = 0; j < taken; j++)
+                for (int t = 0; t < count; t++) w[j * count + t] = TV.Weight(records[t], probs[(h0 + j) * stride + t]);
+            float* wa = w, wb = w + count, wc = wb + count;
+            for (int i = 0; i < full; i += 32)
+            {
+                float* pa = acc + (long)h0 * n + i, pb = pa + n, pc = pb + n;
+                var a0 = Avx.LoadVector256(pa); var a1 = Avx.LoadVector256(pa + 8); var a2 = Avx.LoadVector256(pa + 16); var a3 = Avx.LoadVector256(pa + 24);
+                Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default, c0 = default, c1 = default, c2 = default, c3 = default;
+                if (taken > 1) { b0 = Avx.LoadVector256(pb); b1 = Avx.LoadVector256(pb + 8); b2 = Avx.LoadVector256(pb + 16); b3 = Avx.LoadVector256(pb + 24); }
+                if (taken > 2) { c0 = Avx.LoadVector256(pc); c1 = Avx.LoadVector256(pc + 8); c2 = Avx.LoadVector256(pc + 16); c3 = Avx.LoadVector256(pc + 24); }
+                for (int t = 0; t < count; t++)
+                {
+                    byte* record = records[t];
+                    var v0 = TV.Load8(record, i); var v1 = TV.Load8(record, i + 8); var v2 = TV.Load8(record, i + 16); var v3 = TV.Load8(record, i + 24);
+                    var vw = Vector256.Create(wa[t]);
+                    a0 = Fma.MultiplyAdd(vw, v0, a0); a1 = Fma.MultiplyAdd(vw, v1, a1); a2 = Fma.MultiplyAdd(vw, v2, a2); a3 = Fma.MultiplyAdd(vw, v3, a3);
+                    if (taken > 1)
+                    {
+                        vw = Vector256.Create(wb[t]);
+                        b0 = Fma.MultiplyAdd(vw, v0, b0); b1 = Fma.MultiplyAdd(vw, v1, b1); b2 = Fma.MultiplyAdd(vw, v2, b2); b3 = Fma.MultiplyAdd(vw, v3, b3);
+                    }
+                    if (taken > 2)
+                    {
+                        vw = Vector256.Create(wc[t]);
+                        c0 = Fma.MultiplyAdd(vw, v0, c0); c1 = Fma.MultiplyAdd(vw, v1, c1); c2 = Fma.MultiplyAdd(vw, v2, c2); c3 = Fma.MultiplyAdd(vw, v3, c3);
+                    }
+                }
+                Avx.Store(pa, a0); Avx.Store(pa + 8, a1); Avx.Store(pa + 16, a2); Avx.Store(pa + 24, a3);
+                if (taken > 1) { Avx.Store(pb, b0); Avx.Store(pb + 8, b1); Avx.Store(pb + 16, b2); Avx.Store(pb + 24, b3); }
+                if (taken > 2) { Avx.Store(pc, c0); Avx.Store(pc + 8, c1); Avx.Store(pc + 16, c2); Avx.Store(pc + 24, c3); }
+            }
+            for (int j = 0; j < taken; j++)
+            {
+                float* row = acc + (long)(h0 + j) * n;
+                for (int t = 0; t < count; t++)
+                    for (int i = full; i < n; i++) row[i] = MathF.FusedMultiplyAdd(w[j * count + t], TV.Load1(records[t], i), row[i]);
+            }
+        }
+    }
+}
+
 public readonly unsafe struct F32Codec : IKvCodec
 {
     public static KvCacheDType DType => KvCacheDType.F32;
@@ -19,6 +93,16 @@ public readonly unsafe struct F32Codec : IKvCodec
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Accumulate(byte* record, int recordDim, float weight, Span<float> acc) =>
         Cpu.Dot.Axpy(weight, new ReadOnlySpan<float>(record, acc.Length), acc);
+    private readonly struct Values : IValueSource
+    {
+        public static Vector256<float> Load8(byte* record, int i) => Avx.LoadVector256((float*)record + i);
+        public static float Load1(byte* record, int i) => ((float*)record)[i];
+        public static float Weight(byte* record, float p) => p;
+    }
+
+    public static void AccumulateRecords(byte** records, int count, int recordDim, float* probs, int stride, int heads, float* acc, int accLength) =>
+        RegisterAccumulation<F32Codec, Values>.Run(records, count, recordDim, probs, stride, heads, acc, accLength);
+
     public static void Decode(byte* record, Span<float> destination) =>
         new ReadOnlySpan<float>(record, destination.Length).CopyTo(destination);
 }
@@ -53,6 +137,17 @@ public readonly unsafe struct Bf16Codec : IKvCodec
             for (; i < acc.Length; i++) pa[i] = MathF.FusedMultiplyAdd(weight, BFloat16.ToFloat(w[i]), pa[i]);
         }
     }
+    private readonly struct Values : IValueSource
+    {
+        public static Vector256<float> Load8(byte* record, int i) =>
+            Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((ushort*)record + i), 16).AsSingle();
+        public static float Load1(byte* record, int i) => BFloat16.ToFloat(((ushort*)record)[i]);
+        public static float Weight(byte* record, float p) => p;
+    }
+
+    public static void AccumulateRecords(byte** records, int count, int recordDim, float* probs, int stride, int heads, float* acc, int accLength) =>
+        RegisterAccumulation<Bf16Codec, Values>.Run(records, count, recordDim, probs, stride, heads, acc, accLength);
+
     public static void Decode(byte* record, Span<float> destination) =>
         BFloat16.ToFloat(new ReadOnlySpan<ushort>(record, destination.Length), destination);
 }
@@ -114,6 +209,16 @@ public readonly unsafe struct Fp8Codec : IKvCodec
             for (; i < acc.Length; i++) pa[i] = MathF.FusedMultiplyAdd(w, Fp8E4M3.ToFloat(codes[i]), pa[i]);
         }
     }
+
+    private readonly struct Values : IValueSource
+    {
+        public static Vector256<float> Load8(byte* record, int i) => Fp8E4M3.Decode8(record + 4 + i);
+        public static float Load1(byte* record, int i) => Fp8E4M3.ToFloat(record[4 + i]);
+        public static float Weight(byte* record, float p) => p * *(float*)record;
+    }
+
+    public static void AccumulateRecords(byte** records, int count, int recordDim, float* probs, int stride, int heads, float* acc, int accLength) =>
+        RegisterAccumulation<Fp8Codec, Values>.Run(records, count, recordDim, probs, stride, heads, acc, accLength);
 
     public static void Decode(byte* record, Span<float> destination)
     {
