@@ -89,6 +89,35 @@ public class KernelTests
             Assert.True(Math.Abs(outputs[0][i] - outputs[^1][i]) <= 1e-5f * (1 + Math.Abs(outputs[^1][i])), $"[{i}] tiled {outputs[0][i]} vs 8-lane {outputs[^1][i]} (seed {_seed})");
     }
 
+    /// <summary>The vectorized softmax and SiLU·up against float64, across stretch edges, with the output in place.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(255)]
+    [InlineData(700)]
+    public void SoftmaxAndSiluMulMatchTheirDefinitions(int n)
+    {
+        var rng = new Random(_seed);
+        var x = ScalarReference.Random(rng, n, 20f);
+        var p = x.ToArray();
+        Activations.Softmax(p);
+        double max = x.Max(), sum = x.Sum(v => Math.Exp(v - max));
+        for (int i = 0; i < n; i++)
+        {
+            double expected = Math.Exp(x[i] - max) / sum;
+            // x − max is rounded to float first: its relative error is ulp-sized, and exp turns it into |x − max| as much.
+            double bound = expected * (1e-6 + 1.2e-7 * Math.Abs(x[i] - max));
+            Assert.True(Math.Abs(p[i] - expected) <= bound + 1e-30, $"softmax [{i}] {p[i]} vs {expected} (seed {_seed})");
+        }
+        var up = ScalarReference.Random(rng, n, 3f);
+        var gate = x.ToArray();
+        Activations.SiluMul(gate, up, gate);
+        for (int i = 0; i < n; i++)
+        {
+            double expected = x[i] / (1 + Math.Exp(-(double)x[i])) * up[i];
+            Assert.True(Math.Abs(gate[i] - expected) <= 1e-6 * Math.Abs(expected) + 1e-30, $"silu·up [{i}] {gate[i]} vs {expected} (seed {_seed})");
+        }
+    }
+
     [Fact]
     public void RmsNormMatchesItsDefinition()
     {

@@ -16,7 +16,7 @@ public class KvCacheTests
 
     /// <summary>
     /// The grouped-query entry points (one record decode for every query head of a KV head) against the one-head
-    /// ones, bit for bit: head counts 1 to 12, dims with and without a tail past the last run of 32, and a latent
+    /// ones, and keys scored eight records at a time against one record alone, bit for bit: head counts 1 to 12, dims with and without a tail past the last run of 32, and a latent
     /// cache whose value is the key's 512-value prefix.
     /// </summary>
     [Theory]
@@ -46,6 +46,13 @@ public class KvCacheTests
                 var alone = new float[tokens];
                 store.Scores(0, 1, slots, queries.AsSpan(h * dim, dim), 0.3f, alone);
                 Assert.True(alone.AsSpan().SequenceEqual(together.AsSpan(h * stride, tokens)), $"{dtype} dim {dim}, {count} heads: head {h}'s scores differ (seed {_seed})");
+                // Keys are scored eight records at a time: the same bits as one record alone.
+                var one = new float[1];
+                for (int t = 0; t < tokens; t++)
+                {
+                    store.Scores(0, 1, slots.AsSpan(t, 1), queries.AsSpan(h * dim, dim), 0.3f, one);
+                    Assert.Equal(one[0], alone[t]);
+                }
                 store.AccumulateValues(0, 1, slots, probs.AsSpan(h * stride, tokens), aloneSums.AsSpan(h * valueDim, valueDim));
             }
             Assert.True(aloneSums.AsSpan().SequenceEqual(sums), $"{dtype} dim {dim}, {count} heads: weighted values differ (seed {_seed})");

@@ -36,7 +36,17 @@ public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCod
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public override void Scores(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> q, float scale, Span<float> scores)
     {
-        for (int t = 0; t < slots.Length; t++) scores[t] = TCodec.Dot(KeyRecord(layer, slots[t], head), q) * scale;
+        byte** records = stackalloc byte*[8];
+        float* dots = stackalloc float[8];
+        int t = 0;
+        fixed (float* pq = q)
+            for (; t + 8 <= slots.Length; t += 8)
+            {
+                for (int j = 0; j < 8; j++) records[j] = KeyRecord(layer, slots[t + j], head);
+                TCodec.Dot8(records, pq, q.Length, dots);
+                for (int j = 0; j < 8; j++) scores[t + j] = dots[j] * scale;
+            }
+        for (; t < slots.Length; t++) scores[t] = TCodec.Dot(KeyRecord(layer, slots[t], head), q) * scale;
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]

@@ -7,6 +7,8 @@ public unsafe interface IKvCodec
     static abstract int RecordBytes(int dim);
     static abstract void Encode(ReadOnlySpan<float> source, byte* record);
     static abstract float Dot(byte* record, ReadOnlySpan<float> q);
+    /// <summary>results[j] = Dot(records[j], q[..n]) for eight records, each with exactly Dot's arithmetic.</summary>
+    static abstract void Dot8(byte** records, float* q, int n, float* results);
     /// <summary>acc += weight · decode(record)[..acc.Length]; the record holds <paramref name="recordDim"/> values
     /// (more than acc.Length when a latent cache reads its value as a prefix of the key).</summary>
     static abstract void Accumulate(byte* record, int recordDim, float weight, Span<float> acc);

@@ -6,6 +6,76 @@ using Glm.Kernels.Formats;
 
 namespace Glm.Kernels.Attention;
 
+/// <summary>How <see cref="KeyDots{TK}"/> reads one codec's key records.</summary>
+internal unsafe interface IKeySource
+{
+    static abstract Vector256<float> Load8(byte* record, int i);
+    static abstract float Load1(byte* record, int i);
+    /// <summary>The dot with the record's values turned into the dot with the record (FP8: times its scale).</summary>
+    static abstract float Finish(byte* record, float dot);
+}
+
+/// <summary>
+/// q · key for F32, BF16 and FP8 records: one 8-lane accumulator per record along the values, a fixed pairwise
+/// reduction of its lanes, scalar multiply-adds for a tail of fewer than 8. Eight records are taken at once
+/// (eight independent chains; their reductions share three horizontal adds and two permutes), one record alone
+/// in exactly the same arithmetic, so a score does not depend on the records beside it.
+/// </summary>
+internal static unsafe class KeyDots<TK> where TK : struct, IKeySource
+{
+    private static bool Simd => Avx2.IsSupported && Fma.IsSupported;
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static float One(byte* record, float* q, int n)
+    {
+        if (!Simd) return Scalar(record, q, n);
+        int full = n / 8 * 8;
+        Vector256<float> a = default;
+        for (int i = 0; i < full; i += 8) a = Fma.MultiplyAdd(Avx.LoadVector256(q + i), TK.Load8(record, i), a);
+        var h = Avx.HorizontalAdd(a, a);
+        h = Avx.HorizontalAdd(h, h);
+        return Tail(record, q, full, n, h.GetLower().ToScalar() + h.GetUpper().ToScalar());
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static void Eight(byte** records, float* q, int n, float* results)
+    {
+        if (!Simd)
+        {
+            for (int j = 0; j < 8; j++) results[j] = Scalar(records[j], q, n);
+            return;
+        }
+        int full = n / 8 * 8;
+        byte* r0 = records[0], r1 = records[1], r2 = records[2], r3 = records[3], r4 = records[4], r5 = records[5], r6 = records[6], r7 = records[7];
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        for (int i = 0; i < full; i += 8)
+        {
+            var qv = Avx.LoadVector256(q + i);
+            a0 = Fma.MultiplyAdd(qv, TK.Load8(r0, i), a0); a1 = Fma.MultiplyAdd(qv, TK.Load8(r1, i), a1);
+            a2 = Fma.MultiplyAdd(qv, TK.Load8(r2, i), a2); a3 = Fma.MultiplyAdd(qv, TK.Load8(r3, i), a3);
+            a4 = Fma.MultiplyAdd(qv, TK.Load8(r4, i), a4); a5 = Fma.MultiplyAdd(qv, TK.Load8(r5, i), a5);
+            a6 = Fma.MultiplyAdd(qv, TK.Load8(r6, i), a6); a7 = Fma.MultiplyAdd(qv, TK.Load8(r7, i), a7);
+        }
+        // hadd(hadd(a0, a1), hadd(a2, a3)) holds ((l0+l1)+(l2+l3)) of records 0-3 in its low half and ((l4+l5)+(l6+l7))
+        // in its high half: the pairs One forms, in the same order.
+        var low = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        var high = Avx.HorizontalAdd(Avx.HorizontalAdd(a4, a5), Avx.HorizontalAdd(a6, a7));
+        var sums = Avx.Add(Avx.Permute2x128(low, high, 0x20), Avx.Permute2x128(low, high, 0x31));
+        Avx.Store(results, sums);
+        for (int j = 0; j < 8; j++) results[j] = Tail(records[j], q, full, n, results[j]);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float Tail(byte* record, float* q, int from, int n, float sum)
+    {
+        for (int i = from; i < n; i++) sum = MathF.FusedMultiplyAdd(q[i], TK.Load1(record, i), sum);
+        return TK.Finish(record, sum);
+    }
+
+    /// <summary>Machines without AVX2 and FMA: one multiply-add after another, alone or eight at a time.</summary>
+    private static float Scalar(byte* record, float* q, int n) => Tail(record, q, 0, n, 0f);
+}
+
 /// <summary>How <see cref="RegisterAccumulation{TCodec, TV}"/> reads one codec's value records: acc += w · value.</summary>
 internal unsafe interface IValueSource
 {
@@ -88,7 +158,15 @@ public readonly unsafe struct F32Codec : IKvCodec
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Dot(byte* record, ReadOnlySpan<float> q)
     {
-        fixed (float* pq = q) return Cpu.Dot.F32(pq, (float*)record, q.Length);
+        fixed (float* pq = q) return KeyDots<Keys>.One(record, pq, q.Length);
+    }
+    public static void Dot8(byte** records, float* q, int n, float* results) => KeyDots<Keys>.Eight(records, q, n, results);
+
+    private readonly struct Keys : IKeySource
+    {
+        public static Vector256<float> Load8(byte* record, int i) => Avx.LoadVector256((float*)record + i);
+        public static float Load1(byte* record, int i) => ((float*)record)[i];
+        public static float Finish(byte* record, float dot) => dot;
     }
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Accumulate(byte* record, int recordDim, float weight, Span<float> acc) =>
@@ -115,7 +193,15 @@ public readonly unsafe struct Bf16Codec : IKvCodec
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Dot(byte* record, ReadOnlySpan<float> q)
     {
-        fixed (float* pq = q) return Cpu.Dot.Bf16(pq, (ushort*)record, q.Length);
+        fixed (float* pq = q) return KeyDots<Keys>.One(record, pq, q.Length);
+    }
+    public static void Dot8(byte** records, float* q, int n, float* results) => KeyDots<Keys>.Eight(records, q, n, results);
+
+    private readonly struct Keys : IKeySource
+    {
+        public static Vector256<float> Load8(byte* record, int i) => Values.Load8(record, i);
+        public static float Load1(byte* record, int i) => Values.Load1(record, i);
+        public static float Finish(byte* record, float dot) => dot;
     }
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Accumulate(byte* record, int recordDim, float weight, Span<float> acc)
@@ -171,25 +257,15 @@ public readonly unsafe struct Fp8Codec : IKvCodec
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Dot(byte* record, ReadOnlySpan<float> q)
     {
-        float scale = *(float*)record;
-        byte* codes = record + 4;
-        int i = 0;
-        float sum = 0;
-        fixed (float* pq = q)
-        {
-            if (Avx2.IsSupported && Fma.IsSupported)
-            {
-                Vector256<float> a0 = default, a1 = default;
-                for (; i <= q.Length - 16; i += 16)
-                {
-                    a0 = Fma.MultiplyAdd(Avx.LoadVector256(pq + i), Fp8E4M3.Decode8(codes + i), a0);
-                    a1 = Fma.MultiplyAdd(Avx.LoadVector256(pq + i + 8), Fp8E4M3.Decode8(codes + i + 8), a1);
-                }
-                sum = Vector256.Sum(a0 + a1);
-            }
-            for (; i < q.Length; i++) sum = MathF.FusedMultiplyAdd(pq[i], Fp8E4M3.ToFloat(codes[i]), sum);
-        }
-        return sum * scale;
+        fixed (float* pq = q) return KeyDots<Keys>.One(record, pq, q.Length);
+    }
+    public static void Dot8(byte** records, float* q, int n, float* results) => KeyDots<Keys>.Eight(records, q, n, results);
+
+    private readonly struct Keys : IKeySource
+    {
+        public static Vector256<float> Load8(byte* record, int i) => Values.Load8(record, i);
+        public static float Load1(byte* record, int i) => Values.Load1(record, i);
+        public static float Finish(byte* record, float dot) => dot * *(float*)record;
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -372,6 +448,11 @@ public readonly unsafe struct Int4Codec : IMultiHeadKvCodec
                 for (; i < end; i++) pa[i] += MathF.FusedMultiplyAdd(CodeAt(codes, i, recordDim), scale, offset);
             }
         }
+    }
+
+    public static void Dot8(byte** records, float* q, int n, float* results)
+    {
+        for (int j = 0; j < 8; j++) results[j] = Dot(records[j], new ReadOnlySpan<float>(q, n));
     }
 
     /// <summary>Σq of each group, summed exactly as <see cref="Dot"/> sums it.</summary>
