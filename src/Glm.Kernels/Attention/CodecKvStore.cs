@@ -68,17 +68,23 @@ public unsafe class CodecKvStore<TCodec> : KvStore where TCodec : struct, IKvCod
         for (int h = 0; h < count; h++) Scores(layer, head, slots, queries.Slice(h * dim, dim), scale, scores.Slice(h * stride, slots.Length));
     }
 
-    /// <summary>The chunk's value records gathered once, then summed by the codec with every head's sums held in registers.</summary>
+    /// <summary>The value records gathered a piece at a time, then summed by the codec with every head's sums held in registers.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public override void AccumulateValuesForHeads(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> probs, int stride, int count, Span<float> output)
     {
         bool prefix = Layout.ValueIsKeyPrefix;
         int recordDim = prefix ? Layout.KeyDim : Layout.ValueDim, dim = output.Length / count;
         if (dim > recordDim || probs.Length < (count - 1) * stride + slots.Length) throw new ArgumentException("output wider than a value, or probs too short");
-        byte** records = stackalloc byte*[slots.Length];
-        for (int t = 0; t < slots.Length; t++) records[t] = prefix ? KeyRecord(layer, slots[t], head) : ValueRecord(layer, slots[t], head);
+        // Pieces of at most 128 records, taken in order: each element's sum continues from one piece to the next.
+        const int Piece = 128;
+        byte** records = stackalloc byte*[Piece];
         fixed (float* acc = output) fixed (float* p = probs)
-            TCodec.AccumulateRecords(records, slots.Length, recordDim, p, stride, count, acc, dim);
+            for (int start = 0; start < slots.Length; start += Piece)
+            {
+                int n = Math.Min(Piece, slots.Length - start);
+                for (int t = 0; t < n; t++) records[t] = prefix ? KeyRecord(layer, slots[start + t], head) : ValueRecord(layer, slots[start + t], head);
+                TCodec.AccumulateRecords(records, n, recordDim, p + start, stride, count, acc, dim);
+            }
     }
 
     public override void ReadKey(int layer, long slot, int head, Span<float> destination) => TCodec.Decode(KeyRecord(layer, slot, head), destination);
@@ -117,7 +123,7 @@ public sealed class Bf16KvStore(KvLayout layout, long slots) : CodecKvStore<Bf16
 public sealed class Fp8KvStore(KvLayout layout, long slots) : CodecKvStore<Fp8Codec>(layout, slots);
 public sealed class Int4KvStore(KvLayout layout, long slots) : MultiHeadCodecKvStore<Int4Codec>(layout, slots);
 
-/// <summary>A codec store that decodes each record once for all the query heads of its KV head.</summary>
+/// <summary>A codec store that decodes each key record once for all the query heads of its KV head.</summary>
 public unsafe class MultiHeadCodecKvStore<TCodec>(KvLayout layout, long slots) : CodecKvStore<TCodec>(layout, slots) where TCodec : struct, IMultiHeadKvCodec
 {
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -139,5 +145,4 @@ public unsafe class MultiHeadCodecKvStore<TCodec>(KvLayout layout, long slots) :
             }
         }
     }
-
 }

@@ -38,5 +38,4 @@ public unsafe interface IMultiHeadKvCodec : IKvCodec
     /// exactly <see cref="IKvCodec.Dot"/>'s arithmetic per head; a codec may decode the record once for all of them.
     /// </summary>
     static abstract void DotHeads(byte* record, float* q, int dim, int count, float* state, float* results);
-
 }

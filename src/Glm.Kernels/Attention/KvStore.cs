@@ -38,8 +38,8 @@ public abstract unsafe class KvStore : IDisposable
 
     /// <summary>
     /// scores[h·stride + t] = scale · (q_h · key(slots[t], head)) for the <paramref name="count"/> query heads
-    /// whose queries lie one after another in <paramref name="queries"/>: grouped-query attention reads each key
-    /// record once for all of them. Per head the same bits as <see cref="Scores"/>.
+    /// whose queries lie one after another in <paramref name="queries"/> (grouped-query attention); a store may
+    /// decode each key record once for all of them (Int4 does). Per head the same bits as <see cref="Scores"/>.
     /// </summary>
     public abstract void ScoresForHeads(int layer, int head, ReadOnlySpan<long> slots, ReadOnlySpan<float> queries, int count, float scale, Span<float> scores, int stride);
 

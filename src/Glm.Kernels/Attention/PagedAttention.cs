@@ -9,10 +9,11 @@ public readonly record struct AttentionSequence(int Start, int Count, int FirstP
 /// <summary>
 /// Causal attention of a batch of queries against the paged cache (decode and chunked prefill alike): query at
 /// position p sees cached positions 0..p of its own sequence. One work item is a (token, KV head) pair: the cache
-/// is walked in chunks, and every query head sharing that KV head is served from each record while it is in
-/// registers (<see cref="KvStore.ScoresForHeads"/>), so grouped-query attention reads and decodes each KV record
-/// once rather than once per query head. Each head still sums
-/// in position order, so a row's result does not depend on what else is in the batch.
+/// is walked in chunks of 128 positions, and every query head sharing that KV head is served from a chunk while
+/// it is in cache (<see cref="KvStore.ScoresForHeads"/>, <see cref="KvStore.AccumulateValuesForHeads"/>: the
+/// stores decode a record once for all those heads where that pays), so grouped-query attention reads each KV
+/// record once rather than once per query head. Each head still sums in position order, so a row's result does
+/// not depend on what else is in the batch.
 /// </summary>
 public static class PagedAttention
 {
