@@ -18,7 +18,7 @@ internal unsafe interface IKeySource
 /// <summary>
 /// q · key for F32, BF16 and FP8 records: one 8-lane accumulator per record along the values, a fixed pairwise
 /// reduction of its lanes, scalar multiply-adds for a tail of fewer than 8. Eight records are taken at once
-/// (eight independent chains; their reductions share three horizontal adds and two permutes), one record alone
+/// (eight independent chains, their reductions folded together: six horizontal adds, two permutes, one add), one record alone
 /// in exactly the same arithmetic, so a score does not depend on the records beside it.
 /// </summary>
 internal static unsafe class KeyDots<TK> where TK : struct, IKeySource
