@@ -87,6 +87,13 @@ public sealed unsafe class Bf16Matrix : WeightMatrix
             for (int i = 0; i < m; i++) y[(long)i * yStride + n] = Dot512(x + i * k, _data + n * k, Cols);
     }
 
+    /// <summary>
+    /// How far ahead decode asks for the weight stream (4096 values, 8 KB: one line per 64-byte step): the
+    /// hardware prefetcher alone kept a GEMV at 23 GB/s where the read pass measured 44; 8 KB ahead measured
+    /// 36-53 GB/s in the same runs (2 KB ahead 33-44, 16 KB no better than 8). A prefetch past the end is harmless.
+    /// </summary>
+    private const int PrefetchElements = 4096;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Widen(ushort* w) =>
         Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(Avx.LoadVector256(w)), 16).AsSingle();
@@ -106,6 +113,7 @@ public sealed unsafe class Bf16Matrix : WeightMatrix
         int i = 0;
         for (; i + 32 <= n; i += 32)
         {
+            Sse.Prefetch0(w + i + PrefetchElements);
             a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + i), Widen(w + i), a0);
             a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + i + 16), Widen(w + i + 16), a1);
         }
@@ -125,6 +133,8 @@ public sealed unsafe class Bf16Matrix : WeightMatrix
         int i = 0;
         for (; i + 32 <= n; i += 32)
         {
+            Sse.Prefetch0(w0 + i + PrefetchElements);
+            Sse.Prefetch0(w1 + i + PrefetchElements);
             var x0 = Avx512F.LoadVector512(x + i);
             var x1 = Avx512F.LoadVector512(x + i + 16);
             a0 = Avx512F.FusedMultiplyAdd(x0, Widen(w0 + i), a0);
