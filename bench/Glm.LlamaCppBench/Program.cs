@@ -1,0 +1,229 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Glm.Bench;
+using Glm.Kernels.Attention;
+using Glm.Kernels.Cpu;
+using Glm.Models.Architectures;
+using Glm.Models.Inference;
+using Glm.Models.Loading;
+using Glm.Models.Quantization;
+using Glm.Models.Synthetic;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+
+namespace Glm.LlamaCppBench;
+
+/// <summary>
+/// Issue 20's same-run comparison with llama.cpp (the build inside LLamaSharp.Backend.Cpu 0.30.0) on identical
+/// weights: a synthetic GLM-4.5-Air-shaped checkpoint (3 layers: 1 dense, 2 MoE with 128 experts top-8, vocab
+/// 151,552), exported to GGUF with the same BF16 bits and quantized by llama.cpp's own quantizer. Each row pairs a
+/// policy of ours with a llama.cpp file; both engines run the same random prompt (prefill) and greedy decode at
+/// batch 1 on the same threads, one after the other, for several rounds (medians). The first round also checks
+/// that the BF16 engines pick the same greedy tokens.
+/// usage: dotnet run --project bench/Glm.LlamaCppBench -c Release -- [--layers 3] [--experts 128] [--rounds 3]
+///        [--prefill 512] [--decode 128] [--threads N] [--rows bf16,q8,q4,q4mix] [--dir DIR]
+/// </summary>
+public static class Program
+{
+    private sealed record Row(string Key, string Title, Func<QuantizationPolicy> Ours, string LlamaFile, LLamaFtype? Ftype, bool Pure);
+
+    private sealed record Run(double LoadSeconds, long AnonBytes, double PrefillSeconds, double DecodeSeconds, int[] Tokens);
+
+    public static int Main(string[] args)
+    {
+        int layers = Arg(args, "--layers", 3), experts = Arg(args, "--experts", 128), rounds = Arg(args, "--rounds", 3);
+        int prefill = Arg(args, "--prefill", 512), decode = Arg(args, "--decode", 128), threads = Arg(args, "--threads", Environment.ProcessorCount);
+        string dir = ArgText(args, "--dir") ?? Path.Combine(Path.GetTempPath(), $"glm-llamacpp-air-{layers}l-{experts}e");
+        var wanted = (ArgText(args, "--rows") ?? "bf16,q8,q4,q4mix").Split(',');
+        MatMul.Threads = threads;
+        NativeLibraryConfig.All.WithLogCallback((level, message) => { if (level >= LLamaLogLevel.Warning) Console.Error.Write($"llama.cpp: {message}"); });
+        // Loads libllama through LLamaSharp's resolver (the quantizer's entry points do not), and names the build.
+        string llamaInfo = System.Runtime.InteropServices.Marshal.PtrToStringAnsi(NativeApi.llama_print_system_info()) ?? "";
+
+        if (!File.Exists(Path.Combine(dir, "model.safetensors")))
+        {
+            var config = SyntheticCheckpoint.Glm45AirConfig(layers);
+            config["n_routed_experts"] = experts;
+            Console.WriteLine($"writing the synthetic checkpoint to {dir} …");
+            SyntheticCheckpoint.Write(dir, config);
+        }
+        string bf16 = Path.Combine(dir, "bf16.gguf");
+        if (!File.Exists(bf16))
+        {
+            Console.WriteLine($"exporting {bf16} …");
+            GgufExport.Write(dir, bf16);
+        }
+        var rows = new List<Row>
+        {
+            new("bf16", "BF16, the same bits", () => QuantizationPolicy.Preset("none"), bf16, null, false),
+            new("q8", "FP8 everywhere vs Q8_0 everywhere", () => Everywhere("fp8-everywhere", WeightFormat.Fp8), Path.Combine(dir, "q8_0-pure.gguf"), LLamaFtype.MOSTLY_Q8_0, true),
+            new("q4", "Int4 g128 everywhere vs Q4_0 everywhere", () => Everywhere("int4-everywhere", WeightFormat.Int4G128), Path.Combine(dir, "q4_0-pure.gguf"), LLamaFtype.MOSTLY_Q4_0, true),
+            new("q4mix", "our default Int4 policy (embeddings and LM head BF16) vs Q4_0 (llama.cpp's default mix)", () => QuantizationPolicy.Preset("int4"), Path.Combine(dir, "q4_0.gguf"), LLamaFtype.MOSTLY_Q4_0, false),
+        }.Where(r => wanted.Contains(r.Key)).ToList();
+        foreach (var row in rows.Where(r => r.Ftype is not null && !File.Exists(r.LlamaFile)))
+        {
+            Console.WriteLine($"quantizing {row.LlamaFile} with llama.cpp …");
+            var p = LLamaModelQuantizeParams.Default();
+            p.ftype = row.Ftype!.Value;
+            p.nthread = threads;
+            p.pure = row.Pure;
+            if (NativeApi.llama_model_quantize(bf16, row.LlamaFile, ref p) != 0) throw new InvalidOperationException($"llama.cpp could not quantize {row.LlamaFile}");
+        }
+
+        if (args.Contains("--prepare-only")) return 0;
+        double bandwidth = Measure.ReadBandwidthGBs(threads);
+        var rng = new Random(11);
+        int vocab = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!["vocab_size"]!.GetValue<int>();
+        var prompt = Enumerable.Range(0, prefill).Select(_ => rng.Next(256, vocab)).ToArray();
+        Console.WriteLine($"# Glm.LlamaCppBench: {dir}, {prefill}-token prefill, {decode}-token greedy decode at batch 1, {threads} threads, {rounds} rounds (medians)");
+        Console.WriteLine($"machine read bandwidth: {bandwidth:F1} GB/s; llama.cpp: {llamaInfo.Trim()}");
+        Console.WriteLine("| row | ours prefill tok/s | llama.cpp prefill tok/s | prefill ratio | ours decode tok/s | llama.cpp decode tok/s | decode ratio | decode % of bandwidth (ours / llama.cpp) | load s (ours / llama.cpp) | anonymous memory the loaded model keeps, GB (ours / llama.cpp) |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var row in rows)
+        {
+            var ours = new List<Run>();
+            var theirs = new List<Run>();
+            long ourBytes = 0;
+            for (int r = 0; r < rounds; r++)
+            {
+                ours.Add(RunOurs(dir, row.Ours(), prompt, decode, out ourBytes));
+                theirs.Add(RunLlama(row.LlamaFile, prompt, decode, threads));
+                if (args.Contains("--verbose"))
+                    Console.Error.WriteLine($"{row.Key} round {r}: ours {ours[^1]}, llama.cpp {theirs[^1]}");
+            }
+            long llamaBytes = LlamaDecodeBytes(row.LlamaFile);
+            double Median(IEnumerable<double> v) { var s = v.OrderBy(x => x).ToArray(); return s[s.Length / 2]; }
+            double op = prefill / Median(ours.Select(x => x.PrefillSeconds)), lp = prefill / Median(theirs.Select(x => x.PrefillSeconds));
+            double od = decode / Median(ours.Select(x => x.DecodeSeconds)), ld = decode / Median(theirs.Select(x => x.DecodeSeconds));
+            Console.WriteLine($"| {row.Title} | {op:F1} | {lp:F1} | {op / lp:F2}x | {od:F2} | {ld:F2} | {od / ld:F2}x | {ourBytes * od / 1e9 / bandwidth:P0} / {llamaBytes * ld / 1e9 / bandwidth:P0} | {Median(ours.Select(x => x.LoadSeconds)):F1} / {Median(theirs.Select(x => x.LoadSeconds)):F1} | {ours[^1].AnonBytes / 1e9:F1} / {theirs[^1].AnonBytes / 1e9:F1} |");
+            if (row.Key == "bf16")
+            {
+                int same = 0;
+                while (same < decode && ours[0].Tokens[same] == theirs[0].Tokens[same]) same++;
+                Console.WriteLine($"|   greedy tokens, BF16: the first {same} of {decode} identical{(same < decode ? $" (ours {ours[0].Tokens[same]}, llama.cpp {theirs[0].Tokens[same]} at step {same})" : "")} | | | | | | | | | |");
+            }
+        }
+        return 0;
+    }
+
+    /// <summary>Every linear layer, the embeddings and the LM head in one format; routers stay as stored (llama.cpp keeps ffn_gate_inp too).</summary>
+    private static QuantizationPolicy Everywhere(string name, WeightFormat format) =>
+        new(name, [new(@"\.mlp\.gate$", WeightFormat.Keep), new(".*", format)]);
+
+    private static Run RunOurs(string dir, QuantizationPolicy policy, int[] prompt, int decode, out long decodeBytes)
+    {
+        GC.Collect();
+        long anonBefore = AnonymousBytes();
+        var sw = Stopwatch.StartNew();
+        using var model = policy.Rules.Count == 0 ? ModelLoader.Load(dir) : ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, policy));
+        double load = sw.Elapsed.TotalSeconds;
+        GC.Collect(); // what the model keeps, not the load's transient arrays
+        long anon = AnonymousBytes() - anonBefore;
+        decodeBytes = DecodeBytes(model);
+        using (var warm = new SequenceRunner(model, 64, KvCacheDType.Bf16)) warm.Feed(prompt.AsSpan(0, 32));
+        using var runner = new SequenceRunner(model, prompt.Length + decode + 8, KvCacheDType.Bf16);
+        sw.Restart();
+        int next = Activations.ArgMax(runner.Feed(prompt));
+        double prefill = sw.Elapsed.TotalSeconds;
+        var tokens = new int[decode];
+        sw.Restart();
+        for (int i = 0; i < decode; i++)
+        {
+            tokens[i] = next;
+            next = Activations.ArgMax(runner.Feed([next]));
+        }
+        return new Run(load, anon, prefill, sw.Elapsed.TotalSeconds, tokens);
+    }
+
+    private static Run RunLlama(string path, int[] prompt, int decode, int threads)
+    {
+        GC.Collect();
+        long anonBefore = AnonymousBytes();
+        var parameters = new ModelParams(path)
+        {
+            ContextSize = (uint)(prompt.Length + decode + 64), BatchSize = (uint)prompt.Length, UBatchSize = (uint)prompt.Length,
+            Threads = threads, BatchThreads = threads, GpuLayerCount = 0,
+        };
+        var sw = Stopwatch.StartNew();
+        using var weights = LLamaWeights.LoadFromFile(parameters);
+        double load = sw.Elapsed.TotalSeconds;
+        long anon = AnonymousBytes() - anonBefore;
+        using var context = weights.CreateContext(parameters);
+        var handle = context.NativeHandle;
+        var batch = new LLamaBatch();
+        // Warm-up as ours: 32 prompt tokens, then the cache cleared.
+        for (int i = 0; i < 32; i++) batch.Add(prompt[i], i, LLamaSeqId.Zero, i == 31);
+        Check(handle.Decode(batch));
+        handle.MemoryClear(true);
+        batch.Clear();
+        for (int i = 0; i < prompt.Length; i++) batch.Add(prompt[i], i, LLamaSeqId.Zero, i == prompt.Length - 1);
+        sw.Restart();
+        Check(handle.Decode(batch));
+        int next = Activations.ArgMax(handle.GetLogitsIth(batch.TokenCount - 1));
+        double prefill = sw.Elapsed.TotalSeconds;
+        var tokens = new int[decode];
+        sw.Restart();
+        for (int i = 0; i < decode; i++)
+        {
+            tokens[i] = next;
+            batch.Clear();
+            batch.Add(next, prompt.Length + i, LLamaSeqId.Zero, true);
+            Check(handle.Decode(batch));
+            next = Activations.ArgMax(handle.GetLogitsIth(0));
+        }
+        return new Run(load, anon, prefill, sw.Elapsed.TotalSeconds, tokens);
+    }
+
+    private static void Check(DecodeResult result)
+    {
+        if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode: {result}");
+    }
+
+    /// <summary>Weights one of our decode tokens reads (as Glm.Bench's model section counts them).</summary>
+    private static long DecodeBytes(CausalLM model)
+    {
+        var c = model.Config;
+        long bytes = model.LmHead.ByteSize + model.Embedding.ByteSize / c.VocabSize;
+        foreach (var layer in model.Layers)
+        {
+            bytes += layer.Attention.Linears.Sum(l => l.Weight.ByteSize);
+            if (layer.Mlp is not null) bytes += layer.Mlp.Linears.Sum(l => l.Weight.ByteSize);
+            if (layer.Moe is not null)
+                bytes += layer.Moe.Shared.Linears.Sum(l => l.Weight.ByteSize)
+                       + c.NumExpertsPerToken * layer.Moe.Experts.Of(0).Sum(w => w.ByteSize)
+                       + (long)c.NumRoutedExperts * c.HiddenSize * 2;
+        }
+        return bytes;
+    }
+
+    /// <summary>The same for a llama.cpp file: every tensor, the expert tensors at top-k of their experts, one embedding row.</summary>
+    private static long LlamaDecodeBytes(string path)
+    {
+        long bytes = 0;
+        foreach (var t in GgufReader.Tensors(path))
+        {
+            if (t.Name.Contains("_exps.")) bytes += t.Bytes * 8 / t.Ne[2];
+            else if (t.Name == "token_embd.weight") bytes += t.Bytes / t.Ne[1];
+            else bytes += t.Bytes;
+        }
+        return bytes;
+    }
+
+    /// <summary>RssAnon of this process (/proc/self/status): memory a load allocated rather than mapped.</summary>
+    private static long AnonymousBytes()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("RssAnon:", StringComparison.Ordinal))
+                return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        return 0;
+    }
+
+    private static int Arg(string[] args, string name, int fallback) => ArgText(args, name) is { } v ? int.Parse(v) : fallback;
+
+    private static string? ArgText(string[] args, string name)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    }
+}
