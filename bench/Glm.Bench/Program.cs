@@ -302,7 +302,7 @@ public static class Program
     }
 
     /// <summary>Weights one decode token reads: attention, dense MLPs, the active and shared experts, one embedding row, the LM head.</summary>
-    private static long DecodeBytesPerToken(CausalLM model)
+    public static long DecodeBytesPerToken(CausalLM model)
     {
         var c = model.Config;
         long bytes = model.LmHead.ByteSize + model.Embedding.ByteSize / c.VocabSize;

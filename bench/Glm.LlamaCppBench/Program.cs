@@ -120,7 +120,7 @@ public static class Program
         double load = sw.Elapsed.TotalSeconds;
         GC.Collect(); // what the model keeps, not the load's transient arrays
         long anon = AnonymousBytes() - anonBefore;
-        decodeBytes = DecodeBytes(model);
+        decodeBytes = Glm.Bench.Program.DecodeBytesPerToken(model);
         using (var warm = new SequenceRunner(model, 64, KvCacheDType.Bf16)) warm.Feed(prompt.AsSpan(0, 32));
         using var runner = new SequenceRunner(model, prompt.Length + decode + 8, KvCacheDType.Bf16);
         sw.Restart();
@@ -180,24 +180,7 @@ public static class Program
         if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode: {result}");
     }
 
-    /// <summary>Weights one of our decode tokens reads (as Glm.Bench's model section counts them).</summary>
-    private static long DecodeBytes(CausalLM model)
-    {
-        var c = model.Config;
-        long bytes = model.LmHead.ByteSize + model.Embedding.ByteSize / c.VocabSize;
-        foreach (var layer in model.Layers)
-        {
-            bytes += layer.Attention.Linears.Sum(l => l.Weight.ByteSize);
-            if (layer.Mlp is not null) bytes += layer.Mlp.Linears.Sum(l => l.Weight.ByteSize);
-            if (layer.Moe is not null)
-                bytes += layer.Moe.Shared.Linears.Sum(l => l.Weight.ByteSize)
-                       + c.NumExpertsPerToken * layer.Moe.Experts.Of(0).Sum(w => w.ByteSize)
-                       + (long)c.NumRoutedExperts * c.HiddenSize * 2;
-        }
-        return bytes;
-    }
-
-    /// <summary>The same for a llama.cpp file: every tensor, the expert tensors at top-k of their experts, one embedding row.</summary>
+    /// <summary>Weights a llama.cpp decode token reads (as Glm.Bench counts ours): every tensor, the expert tensors at top-k of their experts, one embedding row.</summary>
     private static long LlamaDecodeBytes(string path)
     {
         long bytes = 0;
