@@ -28,7 +28,10 @@ public static class Program
 {
     private sealed record Row(string Key, string Title, Func<QuantizationPolicy> Ours, string LlamaFile, LLamaFtype? Ftype, bool Pure);
 
-    private sealed record Run(double LoadSeconds, long AnonBytes, double PrefillSeconds, double DecodeSeconds, int[] Tokens);
+    /// <param name="Tokens">the token fed at each decode step (its own greedy choice, or the forced one)</param>
+    /// <param name="Choices">the engine's greedy choice after each step (after the prompt, then after each token fed)</param>
+    /// <param name="FirstLogits">the logits after the prompt</param>
+    private sealed record Run(double LoadSeconds, long AnonBytes, double PrefillSeconds, double DecodeSeconds, int[] Tokens, int[] Choices, float[] FirstLogits);
 
     public static int Main(string[] args)
     {
@@ -97,21 +100,40 @@ public static class Program
             double op = prefill / Median(ours.Select(x => x.PrefillSeconds)), lp = prefill / Median(theirs.Select(x => x.PrefillSeconds));
             double od = decode / Median(ours.Select(x => x.DecodeSeconds)), ld = decode / Median(theirs.Select(x => x.DecodeSeconds));
             Console.WriteLine($"| {row.Title} | {op:F1} | {lp:F1} | {op / lp:F2}x | {od:F2} | {ld:F2} | {od / ld:F2}x | {ourBytes * od / 1e9 / bandwidth:P0} / {llamaBytes * ld / 1e9 / bandwidth:P0} | {Median(ours.Select(x => x.LoadSeconds)):F1} / {Median(theirs.Select(x => x.LoadSeconds)):F1} | {ours[^1].AnonBytes / 1e9:F1} / {theirs[^1].AnonBytes / 1e9:F1} |");
-            if (row.Key == "bf16")
-            {
-                int same = 0;
-                while (same < decode && ours[0].Tokens[same] == theirs[0].Tokens[same]) same++;
-                Console.WriteLine($"|   greedy tokens, BF16: the first {same} of {decode} identical{(same < decode ? $" (ours {ours[0].Tokens[same]}, llama.cpp {theirs[0].Tokens[same]} at step {same})" : "")} | | | | | | | | | |");
-            }
+            if (row.Key == "bf16") ReportAgreement(dir, row, prompt, decode, ours[0], theirs[0]);
         }
         return 0;
+    }
+
+    /// <summary>
+    /// The BF16 engines on the same bits: free-running greedy tokens until they part; then ours teacher-forced on
+    /// llama.cpp's tokens (the same context at every step), counting the steps where both pick the same next token;
+    /// and the logits after the prompt (largest difference against the largest logit, top-1 margins).
+    /// </summary>
+    private static void ReportAgreement(string dir, Row row, int[] prompt, int decode, Run ours, Run theirs)
+    {
+        int same = 0;
+        while (same < decode && ours.Tokens[same] == theirs.Tokens[same]) same++;
+        var forced = RunOurs(dir, row.Ours(), prompt, decode, out _, theirs.Tokens);
+        int agree = 0;
+        for (int i = 0; i <= decode; i++) if (forced.Choices[i] == theirs.Choices[i]) agree++;
+        double maxDiff = 0, maxAbs = 0;
+        for (int i = 0; i < ours.FirstLogits.Length; i++)
+        {
+            maxDiff = Math.Max(maxDiff, Math.Abs(ours.FirstLogits[i] - theirs.FirstLogits[i]));
+            maxAbs = Math.Max(maxAbs, Math.Abs(theirs.FirstLogits[i]));
+        }
+        static float Margin(float[] l) { var s = l.OrderByDescending(v => v).Take(2).ToArray(); return s[0] - s[1]; }
+        Console.WriteLine($"|   BF16 agreement: free-running greedy tokens identical for {same} of {decode} steps; teacher-forced on llama.cpp's tokens, " +
+            $"the same next token at {agree} of {decode + 1} steps; logits after the prompt differ by at most {maxDiff:G3} ({maxDiff / maxAbs:P2} of the largest), " +
+            $"top-1 margins {Margin(ours.FirstLogits):G3} (ours) / {Margin(theirs.FirstLogits):G3} (llama.cpp) | | | | | | | | |");
     }
 
     /// <summary>Every linear layer, the embeddings and the LM head in one format; routers stay as stored (llama.cpp keeps ffn_gate_inp too).</summary>
     private static QuantizationPolicy Everywhere(string name, WeightFormat format) =>
         new(name, [new(@"\.mlp\.gate$", WeightFormat.Keep), new(".*", format)]);
 
-    private static Run RunOurs(string dir, QuantizationPolicy policy, int[] prompt, int decode, out long decodeBytes)
+    private static Run RunOurs(string dir, QuantizationPolicy policy, int[] prompt, int decode, out long decodeBytes, int[]? forced = null)
     {
         GC.Collect();
         long anonBefore = AnonymousBytes();
@@ -124,16 +146,19 @@ public static class Program
         using (var warm = new SequenceRunner(model, 64, KvCacheDType.Bf16)) warm.Feed(prompt.AsSpan(0, 32));
         using var runner = new SequenceRunner(model, prompt.Length + decode + 8, KvCacheDType.Bf16);
         sw.Restart();
-        int next = Activations.ArgMax(runner.Feed(prompt));
+        var first = runner.Feed(prompt).ToArray();
+        int next = Activations.ArgMax(first);
         double prefill = sw.Elapsed.TotalSeconds;
         var tokens = new int[decode];
+        var choices = new int[decode + 1];
+        choices[0] = next;
         sw.Restart();
         for (int i = 0; i < decode; i++)
         {
-            tokens[i] = next;
-            next = Activations.ArgMax(runner.Feed([next]));
+            tokens[i] = forced?[i] ?? next;
+            next = choices[i + 1] = Activations.ArgMax(runner.Feed([tokens[i]]));
         }
-        return new Run(load, anon, prefill, sw.Elapsed.TotalSeconds, tokens);
+        return new Run(load, anon, prefill, sw.Elapsed.TotalSeconds, tokens, choices, first);
     }
 
     private static Run RunLlama(string path, int[] prompt, int decode, int threads)
@@ -160,9 +185,12 @@ public static class Program
         for (int i = 0; i < prompt.Length; i++) batch.Add(prompt[i], i, LLamaSeqId.Zero, i == prompt.Length - 1);
         sw.Restart();
         Check(handle.Decode(batch));
-        int next = Activations.ArgMax(handle.GetLogitsIth(batch.TokenCount - 1));
+        var first = handle.GetLogitsIth(batch.TokenCount - 1).ToArray();
+        int next = Activations.ArgMax(first);
         double prefill = sw.Elapsed.TotalSeconds;
         var tokens = new int[decode];
+        var choices = new int[decode + 1];
+        choices[0] = next;
         sw.Restart();
         for (int i = 0; i < decode; i++)
         {
@@ -170,9 +198,9 @@ public static class Program
             batch.Clear();
             batch.Add(next, prompt.Length + i, LLamaSeqId.Zero, true);
             Check(handle.Decode(batch));
-            next = Activations.ArgMax(handle.GetLogitsIth(0));
+            next = choices[i + 1] = Activations.ArgMax(handle.GetLogitsIth(0));
         }
-        return new Run(load, anon, prefill, sw.Elapsed.TotalSeconds, tokens);
+        return new Run(load, anon, prefill, sw.Elapsed.TotalSeconds, tokens, choices, first);
     }
 
     private static void Check(DecodeResult result)
