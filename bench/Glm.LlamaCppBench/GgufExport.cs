@@ -13,7 +13,9 @@ namespace Glm.LlamaCppBench;
 /// </summary>
 public static unsafe class GgufExport
 {
-    public static void Write(string checkpointDir, string path)
+    /// <param name="asFloat32">every matrix widened to F32 (exactly): llama.cpp then multiplies without rounding
+    /// its activations to BF16, which makes the logits comparable to float32 precision (the agreement check)</param>
+    public static void Write(string checkpointDir, string path, bool asFloat32 = false)
     {
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(checkpointDir, "config.json")))!.AsObject();
         int Int(string key) => config[key]!.GetValue<int>();
@@ -55,7 +57,8 @@ public static unsafe class GgufExport
         {
             var t = ckpt.Get(hf);
             if (t.DType != TensorDType.BF16) throw new NotSupportedException($"{hf}: {t.DType}, expected BF16");
-            g.AddTensor(gguf, ne, GgmlType.BF16, t.ByteLength, s => WriteRaw(s, t.Data, t.ByteLength));
+            if (asFloat32) g.AddTensor(gguf, ne, GgmlType.F32, t.ByteLength * 2, s => WriteWidened(s, t));
+            else g.AddTensor(gguf, ne, GgmlType.BF16, t.ByteLength, s => WriteRaw(s, t.Data, t.ByteLength));
         }
         void Widen(string gguf, string hf, long n)
         {
@@ -72,7 +75,8 @@ public static unsafe class GgufExport
         {
             var parts = Enumerable.Range(0, experts).Select(e => ckpt.Get(string.Format(hfFormat, e))).ToArray();
             long bytes = parts.Sum(p => p.ByteLength);
-            g.AddTensor(gguf, ne, GgmlType.BF16, bytes, s => { foreach (var p in parts) WriteRaw(s, p.Data, p.ByteLength); });
+            if (asFloat32) g.AddTensor(gguf, ne, GgmlType.F32, bytes * 2, s => { foreach (var p in parts) WriteWidened(s, p); });
+            else g.AddTensor(gguf, ne, GgmlType.BF16, bytes, s => { foreach (var p in parts) WriteRaw(s, p.Data, p.ByteLength); });
         }
 
         int q = heads * headDim, kv = kvHeads * headDim, ff = Int("intermediate_size"), ffExp = Int("moe_intermediate_size");
@@ -132,6 +136,22 @@ public static unsafe class GgufExport
         g.Add("tokenizer.ggml.merges", Array.Empty<string>());
         g.Add("tokenizer.ggml.bos_token_id", 256u);
         g.Add("tokenizer.ggml.eos_token_id", 257u);
+    }
+
+    /// <summary>BF16 values as F32, exactly (a 16-bit shift), a piece at a time.</summary>
+    private static void WriteWidened(Stream s, TensorView t)
+    {
+        var buffer = new byte[1 << 22];
+        var source = (ushort*)t.Data;
+        long count = t.ByteLength / 2;
+        for (long done = 0; done < count;)
+        {
+            int n = (int)Math.Min(buffer.Length / 4, count - done);
+            fixed (byte* b = buffer)
+                for (int i = 0; i < n; i++) ((uint*)b)[i] = (uint)source[done + i] << 16;
+            s.Write(buffer, 0, n * 4);
+            done += n;
+        }
     }
 
     private static void WriteRaw(Stream s, byte* data, long length)

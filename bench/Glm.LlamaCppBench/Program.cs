@@ -22,7 +22,7 @@ namespace Glm.LlamaCppBench;
 /// batch 1 on the same threads, one after the other, for several rounds (medians). The first round also checks
 /// that the BF16 engines pick the same greedy tokens.
 /// usage: dotnet run --project bench/Glm.LlamaCppBench -c Release -- [--layers 3] [--experts 128] [--rounds 3]
-///        [--prefill 512] [--decode 128] [--threads N] [--rows bf16,q8,q4,q4mix] [--dir DIR]
+///        [--prefill 512] [--decode 128] [--threads N] [--rows bf16,q8,q4,q4mix,f32] [--dir DIR] [--no-flash-attention]
 /// </summary>
 public static class Program
 {
@@ -33,8 +33,12 @@ public static class Program
     /// <param name="FirstLogits">the logits after the prompt</param>
     private sealed record Run(double LoadSeconds, long AnonBytes, double PrefillSeconds, double DecodeSeconds, int[] Tokens, int[] Choices, float[] FirstLogits);
 
+    /// <summary>--no-flash-attention: llama.cpp's plain attention for the agreement row (to rule its flash kernel's precision out).</summary>
+    private static bool NoFlashAttention;
+
     public static int Main(string[] args)
     {
+        NoFlashAttention = args.Contains("--no-flash-attention");
         int layers = Arg(args, "--layers", 3), experts = Arg(args, "--experts", 128), rounds = Arg(args, "--rounds", 3);
         int prefill = Arg(args, "--prefill", 512), decode = Arg(args, "--decode", 128), threads = Arg(args, "--threads", Environment.ProcessorCount);
         string dir = ArgText(args, "--dir") ?? Path.Combine(Path.GetTempPath(), $"glm-llamacpp-air-{layers}l-{experts}e");
@@ -57,9 +61,16 @@ public static class Program
             Console.WriteLine($"exporting {bf16} …");
             GgufExport.Write(dir, bf16);
         }
+        string f32 = Path.Combine(dir, "f32.gguf");
+        if (wanted.Contains("f32") && !File.Exists(f32))
+        {
+            Console.WriteLine($"exporting {f32} …");
+            GgufExport.Write(dir, f32, asFloat32: true);
+        }
         var rows = new List<Row>
         {
             new("bf16", "BF16, the same bits", () => QuantizationPolicy.Preset("none"), bf16, null, false),
+            new("f32", "BF16 weights, llama.cpp given them widened to F32 (agreement check)", () => QuantizationPolicy.Preset("none"), f32, null, false),
             new("q8", "FP8 everywhere vs Q8_0 everywhere", () => Everywhere("fp8-everywhere", WeightFormat.Fp8), Path.Combine(dir, "q8_0-pure.gguf"), LLamaFtype.MOSTLY_Q8_0, true),
             new("q4", "Int4 g128 everywhere vs Q4_0 everywhere", () => Everywhere("int4-everywhere", WeightFormat.Int4G128), Path.Combine(dir, "q4_0-pure.gguf"), LLamaFtype.MOSTLY_Q4_0, true),
             new("q4mix", "our default Int4 policy (embeddings and LM head BF16) vs Q4_0 (llama.cpp's default mix)", () => QuantizationPolicy.Preset("int4"), Path.Combine(dir, "q4_0.gguf"), LLamaFtype.MOSTLY_Q4_0, false),
@@ -90,8 +101,10 @@ public static class Program
             long ourBytes = 0;
             for (int r = 0; r < rounds; r++)
             {
-                ours.Add(RunOurs(dir, row.Ours(), prompt, decode, out ourBytes));
-                theirs.Add(RunLlama(row.LlamaFile, prompt, decode, threads));
+                // The agreement row keeps keys and values in F32 on both sides (llama.cpp's default cache is F16).
+                bool f32Kv = row.Key == "f32";
+                ours.Add(RunOurs(dir, row.Ours(), prompt, decode, out ourBytes, f32Kv: f32Kv));
+                theirs.Add(RunLlama(row.LlamaFile, prompt, decode, threads, f32Kv));
                 if (args.Contains("--verbose"))
                     Console.Error.WriteLine($"{row.Key} round {r}: ours {ours[^1]}, llama.cpp {theirs[^1]}");
             }
@@ -100,7 +113,7 @@ public static class Program
             double op = prefill / Median(ours.Select(x => x.PrefillSeconds)), lp = prefill / Median(theirs.Select(x => x.PrefillSeconds));
             double od = decode / Median(ours.Select(x => x.DecodeSeconds)), ld = decode / Median(theirs.Select(x => x.DecodeSeconds));
             Console.WriteLine($"| {row.Title} | {op:F1} | {lp:F1} | {op / lp:F2}x | {od:F2} | {ld:F2} | {od / ld:F2}x | {ourBytes * od / 1e9 / bandwidth:P0} / {llamaBytes * ld / 1e9 / bandwidth:P0} | {Median(ours.Select(x => x.LoadSeconds)):F1} / {Median(theirs.Select(x => x.LoadSeconds)):F1} | {ours[^1].AnonBytes / 1e9:F1} / {theirs[^1].AnonBytes / 1e9:F1} |");
-            if (row.Key == "bf16") ReportAgreement(dir, row, prompt, decode, ours[0], theirs[0]);
+            if (row.Key is "bf16" or "f32") ReportAgreement(dir, row, prompt, decode, ours[0], theirs[0]);
         }
         return 0;
     }
@@ -114,7 +127,7 @@ public static class Program
     {
         int same = 0;
         while (same < decode && ours.Tokens[same] == theirs.Tokens[same]) same++;
-        var forced = RunOurs(dir, row.Ours(), prompt, decode, out _, theirs.Tokens);
+        var forced = RunOurs(dir, row.Ours(), prompt, decode, out _, theirs.Tokens, row.Key == "f32");
         int agree = 0;
         for (int i = 0; i <= decode; i++) if (forced.Choices[i] == theirs.Choices[i]) agree++;
         double maxDiff = 0, maxAbs = 0;
@@ -133,7 +146,7 @@ public static class Program
     private static QuantizationPolicy Everywhere(string name, WeightFormat format) =>
         new(name, [new(@"\.mlp\.gate$", WeightFormat.Keep), new(".*", format)]);
 
-    private static Run RunOurs(string dir, QuantizationPolicy policy, int[] prompt, int decode, out long decodeBytes, int[]? forced = null)
+    private static Run RunOurs(string dir, QuantizationPolicy policy, int[] prompt, int decode, out long decodeBytes, int[]? forced = null, bool f32Kv = false)
     {
         GC.Collect();
         long anonBefore = AnonymousBytes();
@@ -144,7 +157,7 @@ public static class Program
         long anon = AnonymousBytes() - anonBefore;
         decodeBytes = Glm.Bench.Program.DecodeBytesPerToken(model);
         using (var warm = new SequenceRunner(model, 64, KvCacheDType.Bf16)) warm.Feed(prompt.AsSpan(0, 32));
-        using var runner = new SequenceRunner(model, prompt.Length + decode + 8, KvCacheDType.Bf16);
+        using var runner = new SequenceRunner(model, prompt.Length + decode + 8, f32Kv ? KvCacheDType.F32 : KvCacheDType.Bf16);
         sw.Restart();
         var first = runner.Feed(prompt).ToArray();
         int next = Activations.ArgMax(first);
@@ -161,7 +174,7 @@ public static class Program
         return new Run(load, anon, prefill, sw.Elapsed.TotalSeconds, tokens, choices, first);
     }
 
-    private static Run RunLlama(string path, int[] prompt, int decode, int threads)
+    private static Run RunLlama(string path, int[] prompt, int decode, int threads, bool f32Kv = false)
     {
         GC.Collect();
         long anonBefore = AnonymousBytes();
@@ -170,6 +183,12 @@ public static class Program
             ContextSize = (uint)(prompt.Length + decode + 64), BatchSize = (uint)prompt.Length, UBatchSize = (uint)prompt.Length,
             Threads = threads, BatchThreads = threads, GpuLayerCount = 0,
         };
+        if (f32Kv)
+        {
+            parameters.TypeK = GGMLType.GGML_TYPE_F32;
+            parameters.TypeV = GGMLType.GGML_TYPE_F32;
+            if (NoFlashAttention) parameters.FlashAttention = false;
+        }
         var sw = Stopwatch.StartNew();
         using var weights = LLamaWeights.LoadFromFile(parameters);
         double load = sw.Elapsed.TotalSeconds;
