@@ -55,6 +55,17 @@ public static class Program
             Console.WriteLine($"writing the synthetic checkpoint to {dir} …");
             SyntheticCheckpoint.Write(dir, config);
         }
+        // transformers computes RoPE's cos/sin in the checkpoint's dtype (BF16 here) and so do we, to match it;
+        // llama.cpp computes them in float32. The config's dtype is set to float32 so that both engines run the
+        // same function on the same BF16 weights (measured: with BF16 tables the logits part by ~2 % at 128
+        // positions, with float32 tables they agree to 0.05 % and every greedy token matches). Speed is unaffected.
+        string configPath = Path.Combine(dir, "config.json");
+        var stored = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        if (stored["dtype"]?.GetValue<string>() != "float32")
+        {
+            stored["dtype"] = "float32";
+            File.WriteAllText(configPath, stored.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        }
         string bf16 = Path.Combine(dir, "bf16.gguf");
         if (!File.Exists(bf16))
         {
@@ -156,7 +167,7 @@ public static class Program
         GC.Collect(); // what the model keeps, not the load's transient arrays
         long anon = AnonymousBytes() - anonBefore;
         decodeBytes = Glm.Bench.Program.DecodeBytesPerToken(model);
-        using (var warm = new SequenceRunner(model, 64, KvCacheDType.Bf16)) warm.Feed(prompt.AsSpan(0, 32));
+        using (var warm = new SequenceRunner(model, 64, KvCacheDType.Bf16)) warm.Feed(prompt.AsSpan(0, Math.Min(32, prompt.Length)));
         using var runner = new SequenceRunner(model, prompt.Length + decode + 8, f32Kv ? KvCacheDType.F32 : KvCacheDType.Bf16);
         sw.Restart();
         var first = runner.Feed(prompt).ToArray();
@@ -197,7 +208,8 @@ public static class Program
         var handle = context.NativeHandle;
         var batch = new LLamaBatch();
         // Warm-up as ours: 32 prompt tokens, then the cache cleared.
-        for (int i = 0; i < 32; i++) batch.Add(prompt[i], i, LLamaSeqId.Zero, i == 31);
+        int warmTokens = Math.Min(32, prompt.Length);
+        for (int i = 0; i < warmTokens; i++) batch.Add(prompt[i], i, LLamaSeqId.Zero, i == warmTokens - 1);
         Check(handle.Decode(batch));
         handle.MemoryClear(true);
         batch.Clear();
