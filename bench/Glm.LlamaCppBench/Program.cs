@@ -19,8 +19,9 @@ namespace Glm.LlamaCppBench;
 /// weights: a synthetic GLM-4.5-Air-shaped checkpoint (3 layers: 1 dense, 2 MoE with 128 experts top-8, vocab
 /// 151,552), exported to GGUF with the same BF16 bits and quantized by llama.cpp's own quantizer. Each row pairs a
 /// policy of ours with a llama.cpp file; both engines run the same random prompt (prefill) and greedy decode at
-/// batch 1 on the same threads, one after the other, for several rounds (medians). The first round also checks
-/// that the BF16 engines pick the same greedy tokens.
+/// batch 1 on the same threads, one after the other, for several rounds (medians). For the bf16 row (and the f32
+/// row: llama.cpp given the same weights widened to F32, both engines with F32 KV) the first round also reports
+/// how closely the engines agree: free-running greedy tokens, teacher-forced next tokens, the logits after the prompt.
 /// usage: dotnet run --project bench/Glm.LlamaCppBench -c Release -- [--layers 3] [--experts 128] [--rounds 3]
 ///        [--prefill 512] [--decode 128] [--threads N] [--rows bf16,q8,q4,q4mix,f32] [--dir DIR] [--no-flash-attention]
 /// </summary>
