@@ -28,7 +28,8 @@ public class EngineTests
         }).ToList();
     }
 
-    private static async Task<int[]> Collect(Sequence seq)
+    /// <summary>A sequence's streamed tokens (the speculative-decoding tests read their outputs with it too).</summary>
+    internal static async Task<int[]> Collect(Sequence seq)
     {
         var tokens = new List<int>();
         await foreach (var o in seq.Output.Reader.ReadAllAsync())
@@ -198,13 +199,6 @@ public class SpeculativeDecodingTests
         }).ToList();
     }
 
-    private static async Task<int[]> Collect(Sequence seq)
-    {
-        var tokens = new List<int>();
-        await foreach (var o in seq.Output.Reader.ReadAllAsync())
-            if (o.Token >= 0) tokens.Add(o.Token);
-        return tokens.ToArray();
-    }
 
     public static TheoryData<string, float> Cases() => new() { { "glm4_moe", 0f }, { "glm4_moe_lite", 0f }, { "glm4", 0f }, { "glm", 0f }, { "glm4_moe", 0.3f }, { "glm4_moe_lite", 0.6f } };
 
@@ -216,10 +210,10 @@ public class SpeculativeDecodingTests
         SamplingParams Params(int i) => new() { Temperature = temperature, MaxTokens = 24, IgnoreEos = true, Seed = (ulong)(40 + i) };
         var expected = new List<int[]>();
         using (var plain = Start(arch, null))
-            for (int i = 0; i < prompts.Count; i++) expected.Add(await Collect(plain.Submit(prompts[i], Params(i))));
+            for (int i = 0; i < prompts.Count; i++) expected.Add(await EngineTests.Collect(plain.Submit(prompts[i], Params(i))));
 
         using var engine = Start(arch, new NgramProposer(4, minN: 1, maxN: 3));
-        var results = await Task.WhenAll(prompts.Select((p, i) => engine.Submit(p, Params(i))).ToList().Select(Collect));
+        var results = await Task.WhenAll(prompts.Select((p, i) => engine.Submit(p, Params(i))).ToList().Select(EngineTests.Collect));
         for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
         var stats = engine.Stats;
         Assert.True(stats.SpecDraftTokens > 0, "the repetitive prompts should produce drafts");
@@ -235,9 +229,9 @@ public class SpeculativeDecodingTests
         var greedy = new SamplingParams { Temperature = 0, MaxTokens = 20, IgnoreEos = true };
         var expected = new List<int[]>();
         using (var plain = Start("glm4_moe", null, prefixCaching: false))
-            foreach (var p in prompts) expected.Add(await Collect(plain.Submit(p, greedy)));
+            foreach (var p in prompts) expected.Add(await EngineTests.Collect(plain.Submit(p, greedy)));
         using var engine = Start("glm4_moe", new NgramProposer(6), prefixCaching: false, numBlocks: 40);
-        var results = await Task.WhenAll(prompts.Select(p => engine.Submit(p, greedy)).ToList().Select(Collect));
+        var results = await Task.WhenAll(prompts.Select(p => engine.Submit(p, greedy)).ToList().Select(EngineTests.Collect));
         for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
     }
 
