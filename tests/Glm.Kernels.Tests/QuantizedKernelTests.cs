@@ -196,6 +196,40 @@ public unsafe class QuantizedKernelTests
                 Assert.True(Math.Abs(simd[i] - scalar![i]) <= 1e-5f * (1 + Math.Abs(scalar[i])), $"{format} [{i}]: {simd[i]} vs scalar {scalar[i]} (seed {_seed})");
     }
 
+    /// <summary>
+    /// The 4 x 2 tile (four activation rows against two weight rows, the batched default on AVX-512 machines) gives the
+    /// 4 x 1 kernel's bits, and so the one-row kernel's: odd weight rows (the last runs alone), activation rows past
+    /// the last four, groups past the last four (the per-group combine), asymmetric zero points, every group size it takes.
+    /// </summary>
+    [Tile4x2Theory]
+    [InlineData(64, true, 1408)]
+    [InlineData(128, true, 1408)]
+    [InlineData(128, false, 1408)]
+    [InlineData(128, true, 2048)]
+    [InlineData(256, false, 1280)]
+    public void Int4TileGivesTheFourByOneKernelsBits(int group, bool symmetric, int k)
+    {
+        var rng = new Random(_seed);
+        int n = 71, m = 11;
+        var matrix = Int4Matrix.Quantize(ScalarReference.Random(rng, n * k, 0.05f), n, k, group, symmetric);
+        matrix.IntegerKernel = Int8DotKernel.Avx2;
+        var x = ScalarReference.Random(rng, m * k);
+        var tiled = new float[m * n];
+        var plain = new float[m * n];
+        try
+        {
+            Int4Matrix.Tile4x2Enabled = false;
+            MatMul.Multiply(matrix, x, m, plain);
+            Int4Matrix.Tile4x2Enabled = true;
+            MatMul.Multiply(matrix, x, m, tiled);
+        }
+        finally { Int4Matrix.Tile4x2Enabled = true; }
+        for (int i = 0; i < tiled.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(tiled[i]) == BitConverter.SingleToInt32Bits(plain[i]),
+                $"[{i / n}, {i % n}]: tile {tiled[i]:R} vs 4x1 {plain[i]:R} (g{group}, seed {_seed})");
+        ScalarReference.AssertRowsIndependentOfBatch(matrix, x, m);
+    }
+
     [Theory]
     [InlineData(32, 1)]
     [InlineData(128, 2)]
@@ -270,5 +304,14 @@ public unsafe class QuantizedKernelTests
         int n = 261, k = 1536; // odd: a last weight row outside the FP8 4 x 2 tiles
         var matrix = Make(format, ScalarReference.Random(rng, n * k, 0.05f), n, k);
         ScalarReference.AssertRowsIndependentOfBatch(matrix, ScalarReference.Random(rng, 5 * k), 5);
+    }
+}
+
+/// <summary>A theory that needs the machine to run <see cref="Int4Matrix"/>'s 4 x 2 tile; skipped with the reason elsewhere.</summary>
+public sealed class Tile4x2TheoryAttribute : TheoryAttribute
+{
+    public Tile4x2TheoryAttribute()
+    {
+        if (!Int4Matrix.Tile4x2Supported) Skip = "the Int4 4 x 2 tile needs AVX-512VL (its 32 vector registers), AVX2 and FMA";
     }
 }

@@ -12,10 +12,11 @@ namespace Glm.Kernels.Cpu;
 /// scale cost one 4-wide instruction each per four groups. Integer sums do not depend on the loop shape, so the
 /// one-row and four-row kernels give the same bits.
 /// 256-bit registers: on this Zen 4 the 512-bit form measured slower (its 512-bit operations are double-pumped).
-/// Where VNNI is present (AVX-VNNI, or AVX512-VNNI with VL, which .NET 10 reports as <see cref="AvxVnni"/> and
-/// encodes as EVEX), vpdpbusd does the multiply, the pairing and the widening in one instruction, into the same
-/// int32 sums: the kernels are written once over <see cref="IInt8Dot"/> and specialized for each instruction set,
-/// and give the same bits either way.
+/// Where <see cref="AvxVnni"/> is reported, vpdpbusd does the multiply, the pairing and the widening in one
+/// instruction, into the same int32 sums: the kernels are written once over <see cref="IInt8Dot"/> and specialized
+/// for each instruction set, and give the same bits either way. (The .NET 10.0.12 runtime reports AvxVnni only for
+/// the VEX AVX-VNNI extension: an AMD EPYC Zen 4 with AVX512-VNNI alone gets false and runs vpmaddubsw, whose
+/// batches then use the 4 x 2 tile below.)
 /// </summary>
 public sealed unsafe partial class Int4Matrix
 {
@@ -42,34 +43,58 @@ public sealed unsafe partial class Int4Matrix
     }
     private Int8DotKernel _integerKernel = BestIntegerKernel;
 
-    private void MultiplyRowsInt8(Int8Activations act, float* y, int yStride, int rowStart, int rowEnd)
+    /// <summary>
+    /// y[i, n] for activation rows [<paramref name="first"/>, <paramref name="last"/>) and weight rows
+    /// [<paramref name="rowStart"/>, <paramref name="rowEnd"/>), with this matrix's <see cref="IntegerKernel"/>.
+    /// </summary>
+    private void MultiplyRowsInt8(Int8Activations act, int first, int last, float* y, int yStride, int rowStart, int rowEnd)
     {
         switch (_integerKernel)
         {
-            case Int8DotKernel.Vnni: MultiplyRowsInt8<VnniDot>(act, y, yStride, rowStart, rowEnd); break;
-            case Int8DotKernel.Avx2: MultiplyRowsInt8<MaddDot>(act, y, yStride, rowStart, rowEnd); break;
+            case Int8DotKernel.Vnni: MultiplyRowsInt8<VnniDot>(act, first, last, y, yStride, rowStart, rowEnd); break;
+            case Int8DotKernel.Avx2: MultiplyRowsInt8<MaddDot>(act, first, last, y, yStride, rowStart, rowEnd); break;
             default:
                 for (int n = rowStart; n < rowEnd; n++)
-                    for (int i = 0; i < act.Rows; i++)
+                    for (int i = first; i < last; i++)
                         y[(long)i * yStride + n] = DotInt8Scalar(_pCodes + (long)n * Cols / 2, act.RowCodes(i), act.RowScales(i), act.RowCodeSums(i), n * _groups);
                 break;
         }
     }
 
-    private void MultiplyRowsInt8<TDot>(Int8Activations act, float* y, int yStride, int rowStart, int rowEnd) where TDot : struct, IInt8Dot
+    private void MultiplyRowsInt8<TDot>(Int8Activations act, int first, int last, float* y, int yStride, int rowStart, int rowEnd) where TDot : struct, IInt8Dot
     {
-        float* results = stackalloc float[4];
+        float* results = stackalloc float[8];
+        int n = rowStart;
+        if (typeof(TDot) == typeof(MaddDot) && UsesTile4x2 && last - first >= 4)
+            for (; n + 2 <= rowEnd; n += 2)
+            {
+                int i = first;
+                for (; i + 4 <= last; i += 4)
+                {
+                    DotRowsInt8x4x2(n, act, i, results);
+                    for (int j = 0; j < 4; j++)
+                    {
+                        y[(long)(i + j) * yStride + n] = results[2 * j];
+                        y[(long)(i + j) * yStride + n + 1] = results[2 * j + 1];
+                    }
+                }
+                for (; i < last; i++)
+                {
+                    y[(long)i * yStride + n] = DotRowInt8<TDot>(n, act.RowCodes(i), act.RowScales(i), act.RowCodeSums(i));
+                    y[(long)i * yStride + n + 1] = DotRowInt8<TDot>(n + 1, act.RowCodes(i), act.RowScales(i), act.RowCodeSums(i));
+                }
+            }
         bool fourRows = RunsPerStep == 2;
-        for (int n = rowStart; n < rowEnd; n++)
+        for (; n < rowEnd; n++)
         {
-            int i = 0;
+            int i = first;
             if (fourRows)
-                for (; i + 4 <= act.Rows; i += 4)
+                for (; i + 4 <= last; i += 4)
                 {
                     DotRowsInt8x4<TDot>(n, act, i, results);
                     for (int j = 0; j < 4; j++) y[(long)(i + j) * yStride + n] = results[j];
                 }
-            for (; i < act.Rows; i++) y[(long)i * yStride + n] = DotRowInt8<TDot>(n, act.RowCodes(i), act.RowScales(i), act.RowCodeSums(i));
+            for (; i < last; i++) y[(long)i * yStride + n] = DotRowInt8<TDot>(n, act.RowCodes(i), act.RowScales(i), act.RowCodeSums(i));
         }
     }
 
@@ -156,6 +181,170 @@ public sealed unsafe partial class Int4Matrix
         results[3] = Vector128.Sum(t3) + u3;
     }
 
+    /// <summary>
+    /// Whether the 4 x 2 tile applies: vpmaddubsw (its group sums stay in 16 bits: at most 8 pair sums of ≤ 3,810
+    /// per lane, so groups of up to 256), two runs a step, and 32 vector registers (AVX-512VL), which its eight
+    /// accumulators, four unpacked code vectors and four totals need; with AVX2's 16 it would spill.
+    /// </summary>
+    private bool UsesTile4x2 => Tile4x2Enabled && Tile4x2Supported && RunsPerStep == 2 && GroupSize <= 256;
+
+    /// <summary>Whether this machine has what the 4 x 2 tile needs (AVX-512VL's 32 vector registers for the 256-bit code).</summary>
+    public static bool Tile4x2Supported => Avx512F.VL.IsSupported && Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>Whether batches may use the 4 x 2 tile (the default); tests and benchmarks compare it with the 4 x 1 kernel by clearing this.</summary>
+    public static bool Tile4x2Enabled { get; set; } = true;
+
+    /// <summary>
+    /// Four activation rows against weight rows <paramref name="row"/> and row + 1: each code unpack serves four
+    /// activation rows and each activation load two weight rows, and a group's products are summed in 16 bits and
+    /// widened once, so the tile issues about 0.6x the instructions of two 4 x 1 passes. results[2·r + c] is
+    /// activation row firstRow + r against weight row row + c. The per-element arithmetic is the one-row kernel's
+    /// (<see cref="Combine4"/> over each four groups, <see cref="CombineOne"/> for the rest; the integers are exact),
+    /// so the bits are too.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DotRowsInt8x4x2(int row, Int8Activations act, int firstRow, float* results)
+    {
+        int groups = _groups, steps = GroupSize / 64;
+        byte* w0 = _pCodes + (long)row * Cols / 2, w1 = w0 + Cols / 2;
+        float* sc0 = _pScales + (long)row * groups, sc1 = sc0 + groups;
+        float* z0 = RowZeros(row), z1 = RowZeros(row + 1);
+        long stride = Cols;
+        sbyte* a = act.RowCodes(firstRow);
+        float* s0 = act.RowScales(firstRow), s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
+        float* q0 = act.RowCodeSums(firstRow), q1 = q0 + groups, q2 = q1 + groups, q3 = q2 + groups;
+        var mask = Vector256.Create((byte)0x0F);
+        // Totals hold two (activation row, weight row) pairs each, four groups' lanes per pair, as Combine4's do:
+        // t0 = (r0, c0) | (r2, c0), t1 = (r0, c1) | (r2, c1), t2 = (r1, c0) | (r3, c0), t3 = (r1, c1) | (r3, c1).
+        Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
+        int g = 0;
+        for (; g + 4 <= groups; g += 4)
+        {
+            var e0 = GroupDots4x2(ref w0, ref w1, ref a, stride, steps, mask);
+            var e1 = GroupDots4x2(ref w0, ref w1, ref a, stride, steps, mask);
+            var e2 = GroupDots4x2(ref w0, ref w1, ref a, stride, steps, mask);
+            var e3 = GroupDots4x2(ref w0, ref w1, ref a, stride, steps, mask);
+            // Transpose [group][pair] to [pair][group]: u0 = pairs 0 | 4, u1 = 1 | 5, u2 = 2 | 6, u3 = 3 | 7.
+            var l01 = Avx2.UnpackLow(e0, e1).AsInt64();
+            var h01 = Avx2.UnpackHigh(e0, e1).AsInt64();
+            var l23 = Avx2.UnpackLow(e2, e3).AsInt64();
+            var h23 = Avx2.UnpackHigh(e2, e3).AsInt64();
+            var zc0 = Avx.BroadcastVector128ToVector256(z0 + g);
+            var zc1 = Avx.BroadcastVector128ToVector256(z1 + g);
+            var sg0 = Avx.BroadcastVector128ToVector256(sc0 + g);
+            var sg1 = Avx.BroadcastVector128ToVector256(sc1 + g);
+            var sums02 = Vector256.Create(Sse.LoadVector128(q0 + g), Sse.LoadVector128(q2 + g));
+            var sums13 = Vector256.Create(Sse.LoadVector128(q1 + g), Sse.LoadVector128(q3 + g));
+            var scales02 = Vector256.Create(Sse.LoadVector128(s0 + g), Sse.LoadVector128(s2 + g));
+            var scales13 = Vector256.Create(Sse.LoadVector128(s1 + g), Sse.LoadVector128(s3 + g));
+            t0 = CombineTile(Avx2.UnpackLow(l01, l23), zc0, sums02, sg0, scales02, t0);
+            t1 = CombineTile(Avx2.UnpackHigh(l01, l23), zc1, sums02, sg1, scales02, t1);
+            t2 = CombineTile(Avx2.UnpackLow(h01, h23), zc0, sums13, sg0, scales13, t2);
+            t3 = CombineTile(Avx2.UnpackHigh(h01, h23), zc1, sums13, sg1, scales13, t3);
+        }
+        // The four totals hold the pairs in the order 0 | 4, 1 | 5, 2 | 6, 3 | 7: low halves are rows 0-1, high rows 2-3.
+        float u00 = 0, u01 = 0, u10 = 0, u11 = 0, u20 = 0, u21 = 0, u30 = 0, u31 = 0;
+        for (; g < groups; g++)
+        {
+            var e = GroupDots4x2(ref w0, ref w1, ref a, stride, steps, mask);
+            u00 = CombineOne(e.GetElement(0), g, sc0, z0, s0, q0, u00);
+            u01 = CombineOne(e.GetElement(1), g, sc1, z1, s0, q0, u01);
+            u10 = CombineOne(e.GetElement(2), g, sc0, z0, s1, q1, u10);
+            u11 = CombineOne(e.GetElement(3), g, sc1, z1, s1, q1, u11);
+            u20 = CombineOne(e.GetElement(4), g, sc0, z0, s2, q2, u20);
+            u21 = CombineOne(e.GetElement(5), g, sc1, z1, s2, q2, u21);
+            u30 = CombineOne(e.GetElement(6), g, sc0, z0, s3, q3, u30);
+            u31 = CombineOne(e.GetElement(7), g, sc1, z1, s3, q3, u31);
+        }
+        results[0] = Vector128.Sum(t0.GetLower()) + u00;
+        results[1] = Vector128.Sum(t1.GetLower()) + u01;
+        results[2] = Vector128.Sum(t2.GetLower()) + u10;
+        results[3] = Vector128.Sum(t3.GetLower()) + u11;
+        results[4] = Vector128.Sum(t0.GetUpper()) + u20;
+        results[5] = Vector128.Sum(t1.GetUpper()) + u21;
+        results[6] = Vector128.Sum(t2.GetUpper()) + u30;
+        results[7] = Vector128.Sum(t3.GetUpper()) + u31;
+    }
+
+    /// <summary>
+    /// One group of four activation rows against two weight rows with vpmaddubsw: the eight (row, weight row) sums
+    /// in one vector, pair 2·r + c in lane 2·r + c. Each pair's products stay in 16-bit lanes through the group
+    /// (see <see cref="UsesTile4x2"/>) and are widened by one vpmaddwd.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> GroupDots4x2(ref byte* w0, ref byte* w1, ref sbyte* a, long stride, int steps, Vector256<byte> mask)
+    {
+        sbyte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
+        var p = Avx.LoadVector256(w0);
+        var lo0 = Avx2.And(p, mask);
+        var hi0 = HighNibbles(p, mask);
+        p = Avx.LoadVector256(w1);
+        var lo1 = Avx2.And(p, mask);
+        var hi1 = HighNibbles(p, mask);
+        var x = Avx.LoadVector256(a0);
+        var y = Avx.LoadVector256(a0 + 32);
+        var m00 = Avx2.Add(Avx2.MultiplyAddAdjacent(lo0, x), Avx2.MultiplyAddAdjacent(hi0, y));
+        var m01 = Avx2.Add(Avx2.MultiplyAddAdjacent(lo1, x), Avx2.MultiplyAddAdjacent(hi1, y));
+        x = Avx.LoadVector256(a1);
+        y = Avx.LoadVector256(a1 + 32);
+        var m10 = Avx2.Add(Avx2.MultiplyAddAdjacent(lo0, x), Avx2.MultiplyAddAdjacent(hi0, y));
+        var m11 = Avx2.Add(Avx2.MultiplyAddAdjacent(lo1, x), Avx2.MultiplyAddAdjacent(hi1, y));
+        x = Avx.LoadVector256(a2);
+        y = Avx.LoadVector256(a2 + 32);
+        var m20 = Avx2.Add(Avx2.MultiplyAddAdjacent(lo0, x), Avx2.MultiplyAddAdjacent(hi0, y));
+        var m21 = Avx2.Add(Avx2.MultiplyAddAdjacent(lo1, x), Avx2.MultiplyAddAdjacent(hi1, y));
+        x = Avx.LoadVector256(a3);
+        y = Avx.LoadVector256(a3 + 32);
+        var m30 = Avx2.Add(Avx2.MultiplyAddAdjacent(lo0, x), Avx2.MultiplyAddAdjacent(hi0, y));
+        var m31 = Avx2.Add(Avx2.MultiplyAddAdjacent(lo1, x), Avx2.MultiplyAddAdjacent(hi1, y));
+        for (int s = 1; s < steps; s++)
+        {
+            int off = 64 * s;
+            p = Avx.LoadVector256(w0 + 32 * s);
+            lo0 = Avx2.And(p, mask);
+            hi0 = HighNibbles(p, mask);
+            p = Avx.LoadVector256(w1 + 32 * s);
+            lo1 = Avx2.And(p, mask);
+            hi1 = HighNibbles(p, mask);
+            x = Avx.LoadVector256(a0 + off);
+            y = Avx.LoadVector256(a0 + off + 32);
+            m00 = Avx2.Add(m00, Avx2.Add(Avx2.MultiplyAddAdjacent(lo0, x), Avx2.MultiplyAddAdjacent(hi0, y)));
+            m01 = Avx2.Add(m01, Avx2.Add(Avx2.MultiplyAddAdjacent(lo1, x), Avx2.MultiplyAddAdjacent(hi1, y)));
+            x = Avx.LoadVector256(a1 + off);
+            y = Avx.LoadVector256(a1 + off + 32);
+            m10 = Avx2.Add(m10, Avx2.Add(Avx2.MultiplyAddAdjacent(lo0, x), Avx2.MultiplyAddAdjacent(hi0, y)));
+            m11 = Avx2.Add(m11, Avx2.Add(Avx2.MultiplyAddAdjacent(lo1, x), Avx2.MultiplyAddAdjacent(hi1, y)));
+            x = Avx.LoadVector256(a2 + off);
+            y = Avx.LoadVector256(a2 + off + 32);
+            m20 = Avx2.Add(m20, Avx2.Add(Avx2.MultiplyAddAdjacent(lo0, x), Avx2.MultiplyAddAdjacent(hi0, y)));
+            m21 = Avx2.Add(m21, Avx2.Add(Avx2.MultiplyAddAdjacent(lo1, x), Avx2.MultiplyAddAdjacent(hi1, y)));
+            x = Avx.LoadVector256(a3 + off);
+            y = Avx.LoadVector256(a3 + off + 32);
+            m30 = Avx2.Add(m30, Avx2.Add(Avx2.MultiplyAddAdjacent(lo0, x), Avx2.MultiplyAddAdjacent(hi0, y)));
+            m31 = Avx2.Add(m31, Avx2.Add(Avx2.MultiplyAddAdjacent(lo1, x), Avx2.MultiplyAddAdjacent(hi1, y)));
+        }
+        w0 += 32 * steps;
+        w1 += 32 * steps;
+        a += 64 * steps;
+        var ones = Vector256.Create((short)1);
+        // Eight vectors of eight int32 lanes to one vector of eight sums: two rounds of horizontal adds leave each
+        // pair's total split over the two 128-bit halves, which the cross-half add joins.
+        var k0 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(Avx2.MultiplyAddAdjacent(m00, ones), Avx2.MultiplyAddAdjacent(m01, ones)),
+                                    Avx2.HorizontalAdd(Avx2.MultiplyAddAdjacent(m10, ones), Avx2.MultiplyAddAdjacent(m11, ones)));
+        var k1 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(Avx2.MultiplyAddAdjacent(m20, ones), Avx2.MultiplyAddAdjacent(m21, ones)),
+                                    Avx2.HorizontalAdd(Avx2.MultiplyAddAdjacent(m30, ones), Avx2.MultiplyAddAdjacent(m31, ones)));
+        return Avx2.Add(Avx2.Permute2x128(k0, k1, 0x20), Avx2.Permute2x128(k0, k1, 0x31));
+    }
+
+    /// <summary><see cref="Combine4"/> for two pairs at once (one per 128-bit half), the same operations lane by lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> CombineTile(Vector256<long> dots, Vector256<float> zeros, Vector256<float> aSums,
+        Vector256<float> scales, Vector256<float> aScales, Vector256<float> total)
+    {
+        var d = Fma.MultiplyAddNegated(zeros, aSums, Avx.ConvertToVector256Single(dots.AsInt32()));
+        return Fma.MultiplyAdd(d, Avx.Multiply(scales, aScales), total);
+    }
+
     /// <summary>One group's Σ u·q in eight int32 lanes (two runs a step, two steps an iteration where they fit).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Vector256<int> GroupDot<TDot>(ref byte* w, ref sbyte* a, Vector256<byte> mask) where TDot : struct, IInt8Dot
@@ -207,7 +396,12 @@ public sealed unsafe partial class Int4Matrix
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float CombineOne(Vector256<int> d, int g, float* scales, float* zeros, float* aScales, float* aSums, float total) =>
-        MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(-zeros[g], aSums[g], Vector256.Sum(d)), scales[g] * aScales[g], total);
+        CombineOne(Vector256.Sum(d), g, scales, zeros, aScales, aSums, total);
+
+    /// <summary>One group's exact integer dot: total + (dot − z·Q) · (s·a).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float CombineOne(int dot, int g, float* scales, float* zeros, float* aScales, float* aSums, float total) =>
+        MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(-zeros[g], aSums[g], dot), scales[g] * aScales[g], total);
 
     /// <summary>Groups of an odd number of runs: 16 code bytes a step, low and high nibbles side by side.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

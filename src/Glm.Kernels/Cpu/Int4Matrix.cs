@@ -170,8 +170,28 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
         var activations = Int8Activations.ForThisThread(m, Cols, GroupSize, RunsPerStep);
         activations.Quantize(x);
         nint py = (nint)y;
-        MatMul.ForEachRowRange(this, m, (start, end) => MultiplyRowsInt8(activations, (float*)py, Rows, start, end));
+        MatMul.ForEachRowRange(this, m, (start, end) => MultiplyInt8Blocked(activations, (float*)py, start, end));
         GC.KeepAlive(this); // the codes are native memory freed by a finalizer: keep it until the kernels are done
+    }
+
+    public override void MultiplyOnThisThread(float* x, int m, float* y)
+    {
+        if (Activations == Int4Activations.Float)
+        {
+            base.MultiplyOnThisThread(x, m, y);
+            return;
+        }
+        var activations = Int8Activations.ForThisThread(m, Cols, GroupSize, RunsPerStep);
+        activations.Quantize(x);
+        MultiplyInt8Blocked(activations, y, 0, Rows);
+        GC.KeepAlive(this);
+    }
+
+    /// <summary>Weight rows [start, end) against all the quantized rows, <see cref="WeightMatrix.ActivationBlockRows"/> at a time.</summary>
+    private void MultiplyInt8Blocked(Int8Activations activations, float* y, int start, int end)
+    {
+        int m = activations.Rows, block = ActivationBlockRows(Cols); // one byte per int8 code
+        for (int i = 0; i < m; i += block) MultiplyRowsInt8(activations, i, Math.Min(m, i + block), y, Rows, start, end);
     }
 
     public override void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
@@ -180,7 +200,7 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
         {
             var activations = Int8Activations.ForThisThread(m, Cols, GroupSize, RunsPerStep);
             activations.Quantize(x);
-            MultiplyRowsInt8(activations, y, yStride, rowStart, rowEnd);
+            MultiplyRowsInt8(activations, 0, m, y, yStride, rowStart, rowEnd);
             GC.KeepAlive(this);
             return;
         }

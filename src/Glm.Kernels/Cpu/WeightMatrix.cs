@@ -40,12 +40,22 @@ public abstract class WeightMatrix : IDisposable
     public virtual unsafe void Multiply(float* x, int m, float* y)
     {
         nint px = (nint)x, py = (nint)y;
+        MatMul.ForEachRowRange(this, m, (start, end) => MultiplyBlocked((float*)px, m, (float*)py, start, end));
+    }
+
+    /// <summary>
+    /// y = x · Wᵀ for m rows of x, every row of W on the calling thread: for callers that share out whole
+    /// matrices among the threads (the MoE experts of a prefill) instead of each matrix's rows. The same bits as
+    /// <see cref="Multiply"/>.
+    /// </summary>
+    public virtual unsafe void MultiplyOnThisThread(float* x, int m, float* y) => MultiplyBlocked(x, m, y, 0, Rows);
+
+    /// <summary>Rows [start, end) of y, the activations taken <see cref="ActivationBlockRows"/> at a time.</summary>
+    private unsafe void MultiplyBlocked(float* x, int m, float* y, int start, int end)
+    {
         int block = ActivationBlockRows(Cols * sizeof(float));
-        MatMul.ForEachRowRange(this, m, (start, end) =>
-        {
-            for (int i = 0; i < m; i += block)
-                MultiplyRows((float*)px + (long)i * Cols, Math.Min(block, m - i), (float*)py + (long)i * Rows, Rows, start, end);
-        });
+        for (int i = 0; i < m; i += block)
+            MultiplyRows(x + (long)i * Cols, Math.Min(block, m - i), y + (long)i * Rows, Rows, start, end);
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics.Tensors;
 using Glm.Kernels.Cpu;
 
 namespace Glm.Kernels.Device.Cpu;
@@ -111,62 +112,95 @@ internal static class CpuMoe
             if (!keep[g]) choice.Slice(g * perGroup, perGroup).Fill(float.NegativeInfinity);
     }
 
-    /// <summary>Each expert's rows in one batched MLP, weighted per pick, then summed per token in ascending expert order.</summary>
+    /// <summary>
+    /// Each expert's rows in one batched MLP, weighted per pick, then summed per token in ascending expert order.
+    /// With more active experts than threads the experts are shared out among the threads (largest first), each
+    /// running its experts' matrices whole on its own thread: no fork and join per matrix, and each core streams
+    /// its own experts' weights. Otherwise each matrix is split across the threads. Every element is computed by
+    /// the same kernel either way, and the sum per token is in expert order, so the bits do not change.
+    /// </summary>
     public static void Experts(ReadOnlySpan<float> x, Routing r, ExpertSet experts, Span<float> output)
     {
         int rows = r.Rows, k = r.TopK, h = experts.Gate[0].Cols;
         output[..(rows * h)].Clear();
         // Contributions are staged per (token, choice) so each token can add them in expert order afterwards.
         var contributions = ArrayPool<float>.Shared.Rent(Math.Max(1, rows * k * h));
+        var active = ArrayPool<int>.Shared.Rent(experts.Count);
         try
         {
+            int count = 0;
             for (int e = 0; e < experts.Count; e++)
+                if (r.Start[e + 1] > r.Start[e]) active[count++] = e;
+            int threads = Math.Min(MatMul.Threads, count);
+            if (threads > 1 && count >= 2 * threads)
             {
-                var picks = r.Order.AsSpan(r.Start[e], r.Start[e + 1] - r.Start[e]);
-                if (picks.IsEmpty) continue;
-                var gathered = ArrayPool<float>.Shared.Rent(picks.Length * h);
-                var result = ArrayPool<float>.Shared.Rent(picks.Length * h);
-                for (int i = 0; i < picks.Length; i++) x.Slice(picks[i] / k * h, h).CopyTo(gathered.AsSpan(i * h, h));
-                Mlp(gathered.AsSpan(0, picks.Length * h), picks.Length, experts, e, result.AsSpan(0, picks.Length * h));
-                for (int i = 0; i < picks.Length; i++)
+                // Largest first, taken one at a time by whichever thread is free: the busiest expert cannot come last.
+                var order = active.AsSpan(0, count);
+                order.Sort((a, b) => (r.Start[b + 1] - r.Start[b]).CompareTo(r.Start[a + 1] - r.Start[a]) is var c && c != 0 ? c : a.CompareTo(b));
+                float[] source = ArrayPool<float>.Shared.Rent(x.Length);
+                x.CopyTo(source);
+                try
                 {
-                    var dst = contributions.AsSpan(picks[i] * h, h);
-                    var src = result.AsSpan(i * h, h);
-                    float w = r.Weights[picks[i]];
-                    for (int d = 0; d < h; d++) dst[d] = src[d] * w;
+                    int sourceLength = x.Length;
+                    Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads },
+                        i => RunExpert(source.AsSpan(0, sourceLength), r, experts, active[i], contributions, onThisThread: true));
                 }
-                ArrayPool<float>.Shared.Return(gathered);
-                ArrayPool<float>.Shared.Return(result);
+                finally { ArrayPool<float>.Shared.Return(source); }
             }
+            else
+                for (int i = 0; i < count; i++) RunExpert(x, r, experts, active[i], contributions, onThisThread: false);
             for (int row = 0; row < rows; row++)
             {
                 var o = output.Slice(row * h, h);
                 for (int j = 0; j < k; j++) // Chosen is ascending by expert within a token
-                {
-                    var c = contributions.AsSpan((row * k + j) * h, h);
-                    for (int d = 0; d < h; d++) o[d] += c[d];
-                }
+                    TensorPrimitives.Add(o, contributions.AsSpan((row * k + j) * h, h), o);
             }
         }
         finally
         {
             ArrayPool<float>.Shared.Return(contributions);
+            ArrayPool<int>.Shared.Return(active);
         }
     }
 
+    /// <summary>Expert e over its picks: gathered, through its MLP, each result scaled by its pick's weight into contributions.</summary>
+    private static void RunExpert(ReadOnlySpan<float> x, Routing r, ExpertSet experts, int e, float[] contributions, bool onThisThread)
+    {
+        int k = r.TopK, h = experts.Gate[0].Cols;
+        var picks = r.Order.AsSpan(r.Start[e], r.Start[e + 1] - r.Start[e]);
+        var gathered = ArrayPool<float>.Shared.Rent(picks.Length * h);
+        var result = ArrayPool<float>.Shared.Rent(picks.Length * h);
+        for (int i = 0; i < picks.Length; i++) x.Slice(picks[i] / k * h, h).CopyTo(gathered.AsSpan(i * h, h));
+        Mlp(gathered.AsSpan(0, picks.Length * h), picks.Length, experts, e, result.AsSpan(0, picks.Length * h), onThisThread);
+        for (int i = 0; i < picks.Length; i++)
+            TensorPrimitives.Multiply(result.AsSpan(i * h, h), r.Weights[picks[i]], contributions.AsSpan(picks[i] * h, h));
+        ArrayPool<float>.Shared.Return(gathered);
+        ArrayPool<float>.Shared.Return(result);
+    }
+
     /// <summary>down(silu(gate(x)) · up(x)) for one expert over a batch of rows.</summary>
-    private static void Mlp(ReadOnlySpan<float> x, int rows, ExpertSet experts, int e, Span<float> output)
+    private static void Mlp(ReadOnlySpan<float> x, int rows, ExpertSet experts, int e, Span<float> output, bool onThisThread)
     {
         int inter = experts.Gate[e].Rows;
         var gate = ArrayPool<float>.Shared.Rent(rows * inter);
         var up = ArrayPool<float>.Shared.Rent(rows * inter);
         var g = gate.AsSpan(0, rows * inter);
         var u = up.AsSpan(0, rows * inter);
-        MatMul.Multiply((WeightMatrix)experts.Gate[e].Native, x, rows, g);
-        MatMul.Multiply((WeightMatrix)experts.Up[e].Native, x, rows, u);
+        Multiply((WeightMatrix)experts.Gate[e].Native, x, rows, g, onThisThread);
+        Multiply((WeightMatrix)experts.Up[e].Native, x, rows, u, onThisThread);
         Activations.SiluMul(g, u, g);
-        MatMul.Multiply((WeightMatrix)experts.Down[e].Native, g, rows, output);
+        Multiply((WeightMatrix)experts.Down[e].Native, g, rows, output, onThisThread);
         ArrayPool<float>.Shared.Return(gate);
         ArrayPool<float>.Shared.Return(up);
+    }
+
+    private static unsafe void Multiply(WeightMatrix w, ReadOnlySpan<float> x, int rows, Span<float> y, bool onThisThread)
+    {
+        if (!onThisThread)
+        {
+            MatMul.Multiply(w, x, rows, y);
+            return;
+        }
+        fixed (float* px = x) fixed (float* py = y) w.MultiplyOnThisThread(px, rows, py);
     }
 }

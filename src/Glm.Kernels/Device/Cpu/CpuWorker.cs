@@ -80,18 +80,51 @@ public class CpuWorker : IWorker
     public virtual unsafe void HeadsTimesWeight(DeviceWeight weight, int rowsPerHead, int rowOffset, Heads x, Heads y)
     {
         var w = Matrix(weight);
-        var xs = Data(x.Tensor);
-        var ys = Data(y.Tensor);
-        for (int i = 0; i < x.Tensor.Rows; i++)
+        int tokens = x.Tensor.Rows;
+        if (tokens == 1)
+        {
+            var xs = Data(x.Tensor);
+            var ys = Data(y.Tensor);
             for (int h = 0; h < x.Count; h++)
             {
                 int first = h * rowsPerHead + rowOffset;
                 // One call per head, so a format that prepares its activations (Int4 quantizes them to int8)
                 // does so once for the head; MultiplyRows writes y[n] for rows n, hence the pointer offset.
-                fixed (float* px = xs.Slice(i * x.Tensor.Cols + h * x.Stride + x.Offset, x.Width))
-                fixed (float* py = ys.Slice(i * y.Tensor.Cols + h * y.Stride + y.Offset, y.Width))
+                fixed (float* px = xs.Slice(h * x.Stride + x.Offset, x.Width))
+                fixed (float* py = ys.Slice(h * y.Stride + y.Offset, y.Width))
                     w.MultiplyRows(px, 1, py - first, w.Rows, first, first + y.Width);
             }
+            return;
+        }
+        // Several tokens (prefill, verification): each head's slices of every token gathered into one block, so
+        // the batched kernels reuse each weight row across the tokens, and the heads shared out among the threads.
+        // MultiplyRows computes each element as for one row, so the bits are those of the loop above.
+        var xArray = Array(x.Tensor);
+        var yArray = Array(y.Tensor);
+        int xCols = x.Tensor.Cols, yCols = y.Tensor.Cols;
+        MatMul.ForEachChunk(x.Count, (long)tokens * x.Width * y.Width, (headStart, headEnd) =>
+        {
+            var xBlock = ArrayPool<float>.Shared.Rent(tokens * x.Width);
+            var yBlock = ArrayPool<float>.Shared.Rent(tokens * y.Width);
+            try
+            {
+                for (int h = headStart; h < headEnd; h++)
+                {
+                    int first = h * rowsPerHead + rowOffset;
+                    for (int i = 0; i < tokens; i++)
+                        xArray.AsSpan(i * xCols + h * x.Stride + x.Offset, x.Width).CopyTo(xBlock.AsSpan(i * x.Width, x.Width));
+                    fixed (float* px = xBlock) fixed (float* py = yBlock)
+                        w.MultiplyRows(px, tokens, py - first, y.Width, first, first + y.Width);
+                    for (int i = 0; i < tokens; i++)
+                        yBlock.AsSpan(i * y.Width, y.Width).CopyTo(yArray.AsSpan(i * yCols + h * y.Stride + y.Offset, y.Width));
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(xBlock);
+                ArrayPool<float>.Shared.Return(yBlock);
+            }
+        });
     }
 
     public virtual void RmsNorm(Heads x, DeviceVector weight, float eps, Heads output)
