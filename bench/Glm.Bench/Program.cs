@@ -16,7 +16,7 @@ namespace Glm.Bench;
 /// <summary>
 /// Benchmarks. Every result is reported with a baseline measured in the same run (the scalar kernel, the
 /// machine's read bandwidth, batch 1, BF16 pages) because these machines are shared and noisy.
-/// usage: Glm.Bench [all|bandwidth|gemv|quantized|model|engine|attention|longcontext|tokenizer|cuda|forward|structured|schemabench] [--layers N] [--threads N]
+/// usage: Glm.Bench [all|bandwidth|gemv|quantized|model|engine|attention|longcontext|tokenizer|cuda|forward|profile|structured|schemabench] [--layers N] [--threads N]
 /// </summary>
 public static class Program
 {
@@ -38,6 +38,11 @@ public static class Program
             return LongContextBench.Run(args);
         }
         if (what == "forward") return ForwardSpeed(ArgInt(args, "--threads", Environment.ProcessorCount));
+        if (what == "profile")
+        {
+            MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);
+            return ProfileForward(args);
+        }
         if (what == "structured") return StructuredBench.Run();
         if (what == "schemabench")
         {
@@ -106,6 +111,56 @@ public static class Program
             Console.WriteLine($"{name}: prefill {prompt / prefill:F1} tokens/s ({prompt}-token prompt), decode {1 / decode:F2} tokens/s (batch 1)");
         }
         return 0;
+    }
+
+    /// <summary>
+    /// Where a forward pass spends its time: a synthetic Flash- or Air-shaped model (--shape flash|air, --layers N,
+    /// --quantization PRESET) through <see cref="ProfilingWorker"/>, prefill of --prompt tokens and --decode single
+    /// steps, each op kind's share of the wall time.
+    /// </summary>
+    private static int ProfileForward(string[] args)
+    {
+        string shape = ArgString(args, "--shape", "flash"), preset = ArgString(args, "--quantization", "none");
+        int layers = ArgInt(args, "--layers", 2), prompt = ArgInt(args, "--prompt", 512), decodes = ArgInt(args, "--decode", 16);
+        string dir = Path.Combine(Path.GetTempPath(), $"glm-bench-{shape}-{layers}l");
+        if (!File.Exists(Path.Combine(dir, "model.safetensors")))
+        {
+            Console.WriteLine($"writing a synthetic {shape}-shaped model with {layers} layers to {dir} …");
+            SyntheticCheckpoint.Write(dir, shape == "air" ? SyntheticCheckpoint.Glm45AirConfig(layers) : SyntheticCheckpoint.Glm47FlashConfig(layers));
+        }
+        var profiler = new ProfilingWorker(Glm.Kernels.Device.Cpu.CpuWorker.Instance);
+        using var model = ModelLoader.Load(dir, preset == "none" ? null : ckpt => new QuantizingWeightBuilder(ckpt, QuantizationPolicy.Preset(preset)), worker: profiler);
+        var rng = new Random(4);
+        var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
+        const int Repeats = 3;
+        using (var warm = new SequenceRunner(model, prompt + 8)) warm.Feed(ids);
+        profiler.Reset();
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        for (int r = 0; r < Repeats; r++)
+        {
+            using var runner = new SequenceRunner(model, prompt + 8);
+            runner.Feed(ids);
+        }
+        double wall = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+        Console.WriteLine($"# {shape} {layers} layers, --quantization {preset}, {MatMul.Threads} threads: prefill of {prompt} tokens, {prompt * Repeats / wall:F1} tokens/s");
+        profiler.Print(wall, Repeats);
+        using var decoder = new SequenceRunner(model, 64 + decodes + 8);
+        decoder.Feed(ids[..32]);
+        decoder.Feed([1]);
+        profiler.Reset();
+        start = System.Diagnostics.Stopwatch.GetTimestamp();
+        int next = 1;
+        for (int i = 0; i < decodes; i++) next = Activations.ArgMax(decoder.Feed([next]));
+        wall = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+        Console.WriteLine($"# decode at batch 1: {decodes / wall:F2} tokens/s");
+        profiler.Print(wall, decodes);
+        return 0;
+    }
+
+    private static string ArgString(string[] args, string name, string fallback)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
     }
 
     private static int ArgInt(string[] args, string name, int fallback)
