@@ -162,29 +162,24 @@ public sealed unsafe partial class Int4Matrix : WeightMatrix
     /// <summary>The activations are quantized once per call (not once per thread's share of the rows).</summary>
     public override void Multiply(float* x, int m, float* y)
     {
-        if (Activations == Int4Activations.Float)
-        {
-            base.Multiply(x, m, y);
-            return;
-        }
-        var activations = Int8Activations.ForThisThread(m, Cols, GroupSize, RunsPerStep);
-        activations.Quantize(x);
-        nint py = (nint)y;
-        MatMul.ForEachRowRange(this, m, (start, end) => MultiplyInt8Blocked(activations, (float*)py, start, end));
-        GC.KeepAlive(this); // the codes are native memory freed by a finalizer: keep it until the kernels are done
+        if (Activations == Int4Activations.Float) base.Multiply(x, m, y);
+        else MultiplyInt8(x, m, y, onThisThread: false);
     }
 
     public override void MultiplyOnThisThread(float* x, int m, float* y)
     {
-        if (Activations == Int4Activations.Float)
-        {
-            base.MultiplyOnThisThread(x, m, y);
-            return;
-        }
+        if (Activations == Int4Activations.Float) base.MultiplyOnThisThread(x, m, y);
+        else MultiplyInt8(x, m, y, onThisThread: true);
+    }
+
+    private void MultiplyInt8(float* x, int m, float* y, bool onThisThread)
+    {
         var activations = Int8Activations.ForThisThread(m, Cols, GroupSize, RunsPerStep);
         activations.Quantize(x);
-        MultiplyInt8Blocked(activations, y, 0, Rows);
-        GC.KeepAlive(this);
+        nint py = (nint)y;
+        if (onThisThread) MultiplyInt8Blocked(activations, y, 0, Rows);
+        else MatMul.ForEachRowRange(this, m, (start, end) => MultiplyInt8Blocked(activations, (float*)py, start, end));
+        GC.KeepAlive(this); // the codes are native memory freed by a finalizer: keep it until the kernels are done
     }
 
     /// <summary>Weight rows [start, end) against all the quantized rows, <see cref="WeightMatrix.ActivationBlockRows"/> at a time.</summary>
