@@ -25,7 +25,9 @@ public class GracefulShutdownTests
             {
                 model = "drain", messages = new[] { new { role = "user", content = $"stream {i}" } }, max_tokens = 2000, ignore_eos = true, stream = true,
             })).ToList();
-            await Task.Delay(300);
+            // The signal must find all three in the engine: on a loaded machine a fixed delay can beat a request there,
+            // which is then (rightly) refused with 503.
+            await WaitInEngine(http, 3);
 
             var sw = Stopwatch.StartNew();
             using (var kill = Process.Start("kill", ["-TERM", server.Id.ToString()])) await kill!.WaitForExitAsync();
@@ -118,6 +120,22 @@ public class GracefulShutdownTests
         using var l = new TcpListener(IPAddress.Loopback, 0);
         l.Start();
         return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    /// <summary>Until the engine holds at least <paramref name="requests"/> requests (running or waiting), by its metrics.</summary>
+    private static async Task WaitInEngine(HttpClient http, int requests)
+    {
+        for (int i = 0; i < 600; i++)
+        {
+            string metrics = await http.GetStringAsync("/metrics");
+            double held = 0;
+            foreach (var line in metrics.Split('\n'))
+                if (line.StartsWith("vllm:num_requests_running{", StringComparison.Ordinal) || line.StartsWith("vllm:num_requests_waiting{", StringComparison.Ordinal))
+                    held += double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            if (held >= requests) return;
+            await Task.Delay(20);
+        }
+        throw new TimeoutException($"the engine never held {requests} requests");
     }
 
     private static async Task WaitHealthy(HttpClient http)
