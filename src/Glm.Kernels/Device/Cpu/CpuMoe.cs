@@ -114,7 +114,7 @@ internal static class CpuMoe
 
     /// <summary>
     /// Each expert's rows in one batched MLP, weighted per pick, then summed per token in ascending expert order.
-    /// With more active experts than threads the experts are shared out among the threads (largest first), each
+    /// With at least twice as many active experts as threads the experts are shared out among them (largest first), each
     /// running its experts' matrices whole on its own thread: no fork and join per matrix, and each core streams
     /// its own experts' weights. Otherwise each matrix is split across the threads. Every element is computed by
     /// the same kernel either way, and the sum per token is in expert order, so the bits do not change.
