@@ -26,14 +26,14 @@ public static class CudaModelBench
             Console.WriteLine("CUDA not available: " + why);
             return 1;
         }
-        string shape = Arg(args, "--shape") ?? "flash";
-        int layers = int.Parse(Arg(args, "--layers") ?? (shape == "air" ? "2" : "2"));
-        var formats = (Arg(args, "--formats") ?? "bf16,fp8,int4,fp8-int4").Split(',');
-        var kv = KvCacheDTypes.Parse(Arg(args, "--kv") ?? "int4");
-        int prefillTokens = int.Parse(Arg(args, "--prefill") ?? "2048");
-        var batches = (Arg(args, "--batches") ?? "1,8,64").Split(',').Select(int.Parse).ToArray();
-        double budget = double.Parse(Arg(args, "--budget-seconds") ?? "600", System.Globalization.CultureInfo.InvariantCulture);
-        string dir = Arg(args, "--dir") ?? Path.Combine(Path.GetTempPath(), $"glm-bench-{shape}-{layers}l");
+        string shape = Program.Arg(args, "--shape") ?? "flash";
+        int layers = int.Parse(Program.Arg(args, "--layers") ?? (shape == "air" ? "2" : "2"));
+        var formats = (Program.Arg(args, "--formats") ?? "bf16,fp8,int4,fp8-int4").Split(',');
+        var kv = KvCacheDTypes.Parse(Program.Arg(args, "--kv") ?? "int4");
+        int prefillTokens = int.Parse(Program.Arg(args, "--prefill") ?? "2048");
+        var batches = (Program.Arg(args, "--batches") ?? "1,8,64").Split(',').Select(int.Parse).ToArray();
+        double budget = double.Parse(Program.Arg(args, "--budget-seconds") ?? "600", System.Globalization.CultureInfo.InvariantCulture);
+        string dir = Program.Arg(args, "--dir") ?? Path.Combine(Path.GetTempPath(), $"glm-bench-{shape}-{layers}l");
         var clock = Stopwatch.StartNew();
         if (!File.Exists(Path.Combine(dir, "model.safetensors")))
         {
@@ -60,12 +60,6 @@ public static class CudaModelBench
             Console.WriteLine($"| {format} | {loadSeconds:F1} | {worker.PermanentBytes / 1073741824.0:F2} | {prefill:F0} | {string.Join(" | ", decode.Select(d => d.ToString("F1")))} |");
         }
         return 0;
-    }
-
-    private static string? Arg(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 
     private static LlmEngine Engine(CausalLM model, KvCacheDType kv, int blocks) =>

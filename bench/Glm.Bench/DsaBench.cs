@@ -22,9 +22,9 @@ public static class DsaBench
 {
     public static int Run(string[] args)
     {
-        int layers = int.Parse(Arg(args, "--layers") ?? "2");
-        var contexts = (Arg(args, "--contexts") ?? "4096,32768,131072").Split(',').Select(int.Parse).ToArray();
-        var kv = KvCacheDTypes.Parse(Arg(args, "--kv") ?? "int4");
+        int layers = int.Parse(Program.Arg(args, "--layers") ?? "2");
+        var contexts = (Program.Arg(args, "--contexts") ?? "4096,32768,131072").Split(',').Select(int.Parse).ToArray();
+        var kv = KvCacheDTypes.Parse(Program.Arg(args, "--kv") ?? "int4");
         string dir = Path.Combine(Path.GetTempPath(), $"glm-bench-glm5-{layers}l");
         if (!File.Exists(Path.Combine(dir, "model.safetensors")))
         {
@@ -52,7 +52,7 @@ public static class DsaBench
             Console.WriteLine($"| {d.Name()} | {latent} | {indexer} | {(double)sparse.KvBytesPerBlock(d, 1) / layers:F0} |");
         }
 
-        IndexerPrecision(int.Parse(Arg(args, "--precision-context") ?? "8192"));
+        IndexerPrecision(int.Parse(Program.Arg(args, "--precision-context") ?? "8192"));
         if (args.Contains("--precision-only")) return 0;
 
         Console.WriteLine($"\n## decode of one token at each context, {kv.Name()} KV, {Glm.Kernels.Cpu.MatMul.Threads} threads (median of 3 steps)");
@@ -114,12 +114,6 @@ public static class DsaBench
             double kept = Enumerable.Range(0, queries).Average(i => (double)reference[i]!.Intersect(got[i]!).Count() / topK);
             Console.WriteLine($"| {d.Name()} | {KvStore.RecordBytes(d, dim)} | {kept:P1} |");
         }
-    }
-
-    private static string? Arg(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 
     /// <summary>Fills a pool with <paramref name="context"/> positions of synthetic KV, then times decode steps at the next position.</summary>

@@ -16,8 +16,8 @@ public static class LoadBench
 {
     public static int Run(string[] args)
     {
-        int layers = int.Parse(Arg(args, "--layers") ?? "2");
-        var policies = (Arg(args, "--policies") ?? "int4,fp8,fp8-int4").Split(',');
+        int layers = int.Parse(Program.Arg(args, "--layers") ?? "2");
+        var policies = (Program.Arg(args, "--policies") ?? "int4,fp8,fp8-int4").Split(',');
         string dir = Path.Combine(Path.GetTempPath(), $"glm-bench-flash-{layers}l");
         if (!File.Exists(Path.Combine(dir, "model.safetensors")))
         {
@@ -55,11 +55,5 @@ public static class LoadBench
         var sw = Stopwatch.StartNew();
         using (ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, policy))) { }
         return sw.Elapsed.TotalSeconds;
-    }
-
-    private static string? Arg(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 }

@@ -120,7 +120,7 @@ public static class Program
     /// </summary>
     private static int ProfileForward(string[] args)
     {
-        string shape = ArgString(args, "--shape", "flash"), preset = ArgString(args, "--quantization", "none");
+        string shape = Arg(args, "--shape") ?? "flash", preset = Arg(args, "--quantization") ?? "none";
         int layers = ArgInt(args, "--layers", 2), prompt = ArgInt(args, "--prompt", 512), decodes = ArgInt(args, "--decode", 16);
         string dir = Path.Combine(Path.GetTempPath(), $"glm-bench-{shape}-{layers}l");
         if (!File.Exists(Path.Combine(dir, "model.safetensors")))
@@ -157,10 +157,11 @@ public static class Program
         return 0;
     }
 
-    private static string ArgString(string[] args, string name, string fallback)
+    /// <summary>The value after <paramref name="name"/> on the command line, or null: every section's string options.</summary>
+    internal static string? Arg(string[] args, string name)
     {
         int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 
     private static int ArgInt(string[] args, string name, int fallback)

@@ -137,15 +137,17 @@ internal static class CpuMoe
                 // Largest first, taken one at a time by whichever thread is free: the busiest expert cannot come last.
                 var order = active.AsSpan(0, count);
                 order.Sort((a, b) => (r.Start[b + 1] - r.Start[b]).CompareTo(r.Start[a + 1] - r.Start[a]) is var c && c != 0 ? c : a.CompareTo(b));
-                float[] source = ArrayPool<float>.Shared.Rent(x.Length);
-                x.CopyTo(source);
-                try
+                unsafe
                 {
-                    int sourceLength = x.Length;
-                    Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads },
-                        i => RunExpert(source.AsSpan(0, sourceLength), r, experts, active[i], contributions, onThisThread: true));
+                    // The threads read x through a pointer: a span cannot enter the lambda, and a copy of it would cost a pass over x.
+                    fixed (float* px = x)
+                    {
+                        nint source = (nint)px;
+                        int length = x.Length;
+                        Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads },
+                            i => RunExpert(new ReadOnlySpan<float>((float*)source, length), r, experts, active[i], contributions, onThisThread: true));
+                    }
                 }
-                finally { ArrayPool<float>.Shared.Return(source); }
             }
             else
                 for (int i = 0; i < count; i++) RunExpert(x, r, experts, active[i], contributions, onThisThread: false);
