@@ -44,7 +44,11 @@ public sealed class LlmEngine : IDisposable
         Options = options;
         _eos = runner.Config.EosTokenIds;
         _blocks = new BlockManager(runner.NumBlocks, runner.BlockSize, options.EnablePrefixCaching, runner.CopyBlock);
-        _scheduler = new Scheduler(_blocks, options.MaxNumSeqs, options.MaxNumBatchedTokens, options.Speculation is { } spec ? (seq, budget) => Draft(spec, seq, budget) : null);
+        if (options.MtpDrafting && !runner.DraftsWithMtp) throw new ArgumentException("MTP drafting needs a runner whose model was loaded with its MTP layer", nameof(options));
+        if (options.MtpDrafting && options.Speculation is not null) throw new ArgumentException("one speculative method at a time: MTP or prompt lookup", nameof(options));
+        Func<Sequence, int, int[]?>? draft = options.Speculation is { } spec ? (seq, budget) => Draft(spec, seq, budget)
+            : options.MtpDrafting ? MtpDraft : null;
+        _scheduler = new Scheduler(_blocks, options.MaxNumSeqs, options.MaxNumBatchedTokens, draft);
         _stats = Snapshot();
         OnFault = onFault;
         _thread = new Thread(Loop) { IsBackground = true, Name = "glm-engine" };
@@ -169,11 +173,13 @@ public sealed class LlmEngine : IDisposable
         foreach (var w in work) total += w.Tokens;
         var tokens = new int[total];
         var inputs = new SequenceInput[work.Count];
+        var computedBefore = new int[work.Count];
         int at = 0;
         int logitRows = 0;
         for (int i = 0; i < work.Count; i++)
         {
             var (seq, n, draft) = work[i];
+            computedBefore[i] = seq.NumComputed;
             if (draft is null) seq.Tokens.CopyTo(seq.NumComputed, tokens, at, n);
             else
             {
@@ -190,7 +196,8 @@ public sealed class LlmEngine : IDisposable
         var batch = new ForwardBatch(tokens, inputs);
         // On a device that samples, a step returns one id per sequence instead of its logits, when every sequence
         // sampled this step draws from plain temperature / top-k / top-p / min-p (anything else needs the logits).
-        bool onDevice = _runner.SamplesOnDevice && work.TrueForAll(w => w.Draft is null && (w.Sequence.NumComputed + w.Tokens < w.Sequence.Length || DeviceSamplable(w.Sequence)));
+        // (Not with MTP drafting: the MTP layer reads the hidden states a host-sampled forward pass keeps.)
+        bool onDevice = _runner.SamplesOnDevice && !Options.MtpDrafting && work.TrueForAll(w => w.Draft is null && (w.Sequence.NumComputed + w.Tokens < w.Sequence.Length || DeviceSamplable(w.Sequence)));
         if (onDevice)
         {
             if (_deviceRows.Length < work.Count) { _deviceRows = new RowSampling[work.Count]; _deviceTokens = new int[work.Count]; }
@@ -226,6 +233,54 @@ public sealed class LlmEngine : IDisposable
             var (token, logprob, top) = onDevice ? (_deviceTokens[i], null, null) : _sampler.Sample(seq, _logits.AsSpan(row * vocab, vocab), _eos);
             Emit(seq, token, logprob, top);
         }
+        if (Options.MtpDrafting) DraftWithMtp(work, inputs, computedBefore);
+    }
+
+    /// <summary>
+    /// MTP drafting, after the step's tokens are sampled: for every position whose KV this step computed and kept
+    /// (a prefill chunk, a decoded token, a verified draft's accepted prefix), the MTP layer reads that position's
+    /// final hidden state and the token after it, so its own KV follows the sequence; a sequence now decoding gets
+    /// its draft for the token after the one just sampled. Finished sequences (their blocks already freed) are left out.
+    /// </summary>
+    private void DraftWithMtp(List<ScheduledSequence> work, SequenceInput[] inputs, int[] computedBefore)
+    {
+        var ids = new List<int>();
+        var hiddenRows = new List<int>();
+        var segments = new List<SequenceInput>();
+        var drafting = new List<Sequence>();
+        for (int i = 0; i < work.Count; i++)
+        {
+            var seq = work[i].Sequence;
+            seq.MtpDraft = -1;
+            if (seq.Status == SequenceStatus.Finished) continue;
+            int before = computedBefore[i], count = seq.NumComputed - before;
+            if (count <= 0) continue;
+            // A draft is worth making when a token after the next one may still come.
+            bool wants = seq.NumComputed == seq.Length - 1 && seq.Sampling.MaxTokens - seq.GeneratedCount >= 2 && seq.Length < Options.MaxModelLen;
+            segments.Add(new SequenceInput(ids.Count, count, before, seq.BlockTable, wants ? 1 : 0));
+            for (int k = 0; k < count; k++)
+            {
+                ids.Add(seq.Tokens[before + k + 1]);
+                hiddenRows.Add(inputs[i].Start + k);
+            }
+            if (wants) drafting.Add(seq);
+        }
+        if (segments.Count == 0) return;
+        var drafts = new int[drafting.Count];
+        _runner.ProposeMtpDrafts(new ForwardBatch(ids.ToArray(), segments), hiddenRows.ToArray(), drafts);
+        for (int d = 0; d < drafting.Count; d++)
+        {
+            drafting[d].MtpDraft = drafts[d];
+            drafting[d].MtpDraftPosition = drafting[d].Length; // the token after the one just sampled
+        }
+    }
+
+    /// <summary>The MTP layer's draft from the last step, while it is still the one for the sequence's next position.</summary>
+    private int[]? MtpDraft(Sequence seq, int budget)
+    {
+        if (seq.MtpDraft < 0 || seq.MtpDraftPosition != seq.Length || budget < 1) return null;
+        if (seq.Sampling.MaxTokens - seq.GeneratedCount < 2 || seq.Length >= Options.MaxModelLen) return null;
+        return [seq.MtpDraft];
     }
 
     /// <summary>

@@ -48,6 +48,10 @@ public sealed class Sequence
     public int Preemptions { get; internal set; }
     internal volatile bool AbortRequested;
 
+    /// <summary>The MTP layer's draft for the token at <see cref="MtpDraftPosition"/> (-1: none), made in the last step.</summary>
+    internal int MtpDraft = -1;
+    internal int MtpDraftPosition;
+
     /// <summary>What the request's <see cref="ITokenConstraint"/> keeps between steps for this sequence.</summary>
     internal object? ConstraintState;
 

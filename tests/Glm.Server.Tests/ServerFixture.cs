@@ -93,6 +93,14 @@ public sealed class TinyQueueServer : ServerFixture
     }
 }
 
+/// <summary>The demo model with a random MTP layer added, drafting with it (vLLM's "mtp" method).</summary>
+public sealed class MtpDemoServer : ServerFixture
+{
+    protected override string ModelDirectory => MtpModels.With(Fixtures.DemoModel, MtpKind.Random);
+    protected override string ModelName => "glm-demo";
+    protected override void Configure(Glm.Server.Cli.ServerOptions o) => o.SpeculativeConfig = """{"method":"mtp","num_speculative_tokens":1}""";
+}
+
 /// <summary>The demo model with prompt-lookup speculative decoding.</summary>
 public sealed class SpeculativeDemoServer : ServerFixture
 {

@@ -29,10 +29,45 @@ public class SpeculativeServingTests(DemoServer plain, SpeculativeDemoServer spe
     }
 
     [Theory]
-    [InlineData("""{"method":"mtp"}""", "method 'mtp' is not supported")]
+    [InlineData("""{"method":"eagle"}""", "method 'eagle' is not supported")]
+    [InlineData("""{"method":"mtp","num_speculative_tokens":2}""", "num_speculative_tokens must be an integer in [1, 1]")]
+    [InlineData("""{"method":"mtp","prompt_lookup_max":3}""", "'prompt_lookup_max' is not supported with method 'mtp'")]
     [InlineData("""{"method":"ngram","num_speculative_tokens":0}""", "num_speculative_tokens must be an integer")]
     [InlineData("""{"method":"ngram","draft_model":"x"}""", "'draft_model' is not supported")]
     [InlineData("""not json""", "not valid JSON")]
     public void ABadSpeculativeConfigIsRefusedAtStart(string config, string message) =>
         Assert.Contains(message, Assert.Throws<CliException>(() => ServerOptions.Parse(["--speculative-config", config])).Message);
+
+    [Theory]
+    [InlineData("""{"method":"mtp"}""")]
+    [InlineData("""{"method":"deepseek_mtp","num_speculative_tokens":1}""")]
+    [InlineData("""{"method":"glm4_moe_mtp"}""")]
+    public void TheMtpMethodAndVllmsOlderNamesForItAreAccepted(string config) =>
+        Assert.True(ServerOptions.Parse(["--speculative-config", config]).Speculation()!.Mtp);
+
+    [Fact]
+    public void MtpOnAModelWithoutAnMtpLayerFailsAtLoadWithTheReason()
+    {
+        var o = ServerOptions.Parse(["--speculative-config", """{"method":"mtp"}"""]);
+        var e = Assert.Throws<Glm.Models.ModelLoadException>(() => Glm.Server.Hosting.ModelHost.Load(o, Serilog.Core.Logger.None));
+        Assert.Contains("the weights hold no model.layers.4.eh_proj.weight", e.Message);
+    }
+}
+
+/// <summary>--speculative-config mtp on the real server (the demo with a random MTP layer), through the OpenAI SDK: the same answers, the counters move.</summary>
+public class MtpServingTests(DemoServer plain, MtpDemoServer mtp) : IClassFixture<DemoServer>, IClassFixture<MtpDemoServer>
+{
+    [Fact]
+    public async Task AnswersAreTheSameAndTheCountersMove()
+    {
+        var options = new OpenAI.Chat.ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 40 };
+        foreach (var question in new[] { "What is the weather in Paris?", "Count from one to five." })
+        {
+            var a = await plain.Chat().CompleteChatAsync([new OpenAI.Chat.UserChatMessage(question)], options);
+            var b = await mtp.Chat().CompleteChatAsync([new OpenAI.Chat.UserChatMessage(question)], options);
+            Assert.Equal(a.Value.Content[0].Text, b.Value.Content[0].Text);
+        }
+        string metrics = await mtp.Http.GetStringAsync("/metrics");
+        Assert.Matches(@"vllm:spec_decode_num_draft_tokens_total\{[^}]*\} [1-9]", metrics);
+    }
 }

@@ -18,9 +18,10 @@ public sealed class CausalLM : IDisposable
     private readonly IndexSelectionChain? _selections;
 
     internal CausalLM(IWorker worker, ModelConfig config, DeviceWeight embedTokens, DecoderLayer[] layers, DeviceVector norm, DeviceWeight lmHead, Checkpoint? checkpoint,
-        IndexSelectionChain? selections = null)
+        IndexSelectionChain? selections = null, MultiTokenPredictor? mtp = null)
     {
         _selections = selections;
+        Mtp = mtp;
         Worker = worker;
         Config = config;
         _embedTokens = embedTokens;
@@ -29,6 +30,8 @@ public sealed class CausalLM : IDisposable
         _lmHead = lmHead;
         _checkpoint = checkpoint;
         CacheLayout = config.IsLatent ? LatentAttention.CacheLayout(config) : GqaAttention.CacheLayout(config);
+        // The MTP block keeps its KV in one more layer of the same pages (it shares the sequence's block table).
+        if (mtp is not null) CacheLayout = CacheLayout with { Layers = CacheLayout.Layers + 1 };
         if (config.Architecture == Architecture.GlmMoeDsa)
             IndexerCacheLayout = new KvLayout(config.IndexerFull.Count(f => f), 1, config.IndexHeadDim, config.IndexHeadDim, ValueIsKeyPrefix: true);
     }
@@ -37,6 +40,8 @@ public sealed class CausalLM : IDisposable
     public KvLayout? IndexerCacheLayout { get; }
 
     public IWorker Worker { get; }
+    /// <summary>The MTP layer, when the model was loaded with it for speculative decoding; null otherwise.</summary>
+    public MultiTokenPredictor? Mtp { get; }
     public ModelConfig Config { get; }
     public KvLayout CacheLayout { get; }
     public int VocabSize => Config.VocabSize;
@@ -72,6 +77,38 @@ public sealed class CausalLM : IDisposable
     }
 
     /// <summary>
+    /// <see cref="Forward"/>, also handing back every token's final hidden state (after model.norm, [tokens,
+    /// hidden], the caller disposes it): what the MTP layer reads. The logits are the same bits as Forward's.
+    /// </summary>
+    public Tensor ForwardKeepingHiddenStates(ForwardBatch batch, DeviceKvCache cache, Span<float> logits)
+    {
+        if (logits.Length < (long)batch.LogitRows * VocabSize) throw new ArgumentException("logits buffer too small", nameof(logits));
+        var all = FinalHiddenStates(batch, cache, allRows: true);
+        try
+        {
+            using var last = Worker.GatherRows(all, LogitRowIndices(batch));
+            Worker.LinearToHost(last, _lmHead, logits);
+            return all;
+        }
+        catch
+        {
+            all.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The MTP layer's draft logits ([draftBatch.LogitRows, vocab]) after a forward pass: see <see cref="MultiTokenPredictor.Forward"/>.
+    /// </summary>
+    public void ForwardMtp(ForwardBatch draftBatch, Tensor previousHidden, DeviceKvCache cache, Span<float> logits)
+    {
+        if (Mtp is null) throw new InvalidOperationException("the model was loaded without its MTP layer");
+        foreach (int id in draftBatch.TokenIds)
+            if ((uint)id >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(draftBatch), $"token id {id} is outside the vocabulary (0..{VocabSize - 1})");
+        Mtp.Forward(draftBatch, previousHidden, cache, _embedTokens, _lmHead, logits);
+    }
+
+    /// <summary>
     /// The same forward pass, sampled where the logits are: one token per logit row (a row per sequence), drawn
     /// by the worker (<see cref="IDeviceSampler"/>), so only ids come back to the host.
     /// </summary>
@@ -84,8 +121,8 @@ public sealed class CausalLM : IDisposable
         sampler.SampleToHost(logits, rows, tokens);
     }
 
-    /// <summary>Every decoder layer over the batch, then the final norm of the rows whose logits are wanted.</summary>
-    private Tensor FinalHiddenStates(ForwardBatch batch, DeviceKvCache cache)
+    /// <summary>Every decoder layer over the batch, then the final norm of the rows whose logits are wanted (of every row when <paramref name="allRows"/>).</summary>
+    private Tensor FinalHiddenStates(ForwardBatch batch, DeviceKvCache cache, bool allRows = false)
     {
         foreach (int id in batch.TokenIds)
             if ((uint)id >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(batch), $"token id {id} is outside the vocabulary (0..{VocabSize - 1})");
@@ -107,8 +144,16 @@ public sealed class CausalLM : IDisposable
             _selections?.Clear(); // a selection lives for one forward pass
         }
 
+        if (allRows) return Worker.RmsNorm(hiddenStates, _norm, Config.RmsNormEps);
         // Only the rows whose logits are wanted go through the final norm and lm_head.
-        Span<int> rows = batch.LogitRows <= 256 ? stackalloc int[batch.LogitRows] : new int[batch.LogitRows];
+        using var last = Worker.GatherRows(hiddenStates, LogitRowIndices(batch));
+        return Worker.RmsNorm(last, _norm, Config.RmsNormEps);
+    }
+
+    /// <summary>The batch rows whose logits a step returns: every row, or each sequence's last LogitRows.</summary>
+    private static int[] LogitRowIndices(ForwardBatch batch)
+    {
+        var rows = new int[batch.LogitRows];
         if (batch.AllLogits)
             for (int r = 0; r < rows.Length; r++) rows[r] = r;
         else
@@ -117,8 +162,7 @@ public sealed class CausalLM : IDisposable
                 var seq = batch.Sequences[s];
                 for (int k = seq.Count - seq.LogitRows; k < seq.Count; k++) rows[r++] = seq.Start + k; // its last LogitRows tokens
             }
-        using var last = Worker.GatherRows(hiddenStates, rows);
-        return Worker.RmsNorm(last, _norm, Config.RmsNormEps);
+        return rows;
     }
 
     /// <summary>Every weight matrix once (a tied LM head is the embedding).</summary>
@@ -135,6 +179,8 @@ public sealed class CausalLM : IDisposable
                 for (int e = 0; e < layer.Moe.Experts.Count; e++)
                     foreach (var w in layer.Moe.Experts.Of(e)) yield return w;
         }
+        if (Mtp is not null)
+            foreach (var w in Mtp.Weights()) yield return w;
     }
 
     /// <summary>Bytes of weights by storage format, for the startup summary.</summary>
@@ -146,6 +192,7 @@ public sealed class CausalLM : IDisposable
     public void Dispose()
     {
         foreach (var l in _layers) l.Dispose();
+        Mtp?.Dispose();
         _embedTokens.Dispose();
         if (!ReferenceEquals(_lmHead, _embedTokens)) _lmHead.Dispose();
         _norm.Dispose();

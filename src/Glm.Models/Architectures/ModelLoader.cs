@@ -13,8 +13,9 @@ public static class ModelLoader
 {
     /// <param name="progress">called after each decoder layer with (layers done, layers in all)</param>
     /// <param name="worker">where the model runs; the CPU worker when null</param>
+    /// <param name="withMtp">also load the MTP layer at index num_hidden_layers (speculative decoding); refused where the checkpoint has none</param>
     public static CausalLM Load(string directory, Func<Checkpoint, WeightBuilder>? builderFactory = null, Action<string>? log = null, Action<int, int>? progress = null,
-        IWorker? worker = null)
+        IWorker? worker = null, bool withMtp = false)
     {
         var config = ModelConfig.Load(directory);
         var checkpoint = new Checkpoint(directory);
@@ -24,7 +25,8 @@ public static class ModelLoader
             worker ??= CpuWorker.Instance;
             if (config.Architecture == Architecture.GlmMoeDsa && !worker.SupportsSparseAttention)
                 throw new ModelLoadException($"{config.ArchitectureName} needs DeepSeek Sparse Attention (the lightning indexer and sparse attention), which the {worker.Name} worker does not have yet; use --device cpu.");
-            var model = new Placer(worker, config, builder).Build(progress);
+            if (withMtp) CheckMtp(config, checkpoint);
+            var model = new Placer(worker, config, builder).Build(progress, withMtp);
             var unused = checkpoint.Unused();
             if (unused.Count > 0)
                 log?.Invoke($"Skipped {unused.Count} checkpoint tensors the forward pass does not use (e.g. {string.Join(", ", unused.Take(3))}).");
@@ -35,6 +37,24 @@ public static class ModelLoader
             checkpoint.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The MTP layer's tensor prefix: the layer after the last decoder layer.</summary>
+    public static string MtpPrefix(ModelConfig c) => $"model.layers.{c.NumLayers}";
+
+    /// <summary>Whether the checkpoint carries an MTP layer this server can draft with.</summary>
+    public static bool HasMtp(ModelConfig c, Checkpoint checkpoint) =>
+        c.NumNextNPredictLayers > 0 && c.Architecture is Architecture.Glm4Moe or Architecture.Glm4MoeLite && checkpoint.Contains($"{MtpPrefix(c)}.eh_proj.weight");
+
+    private static void CheckMtp(ModelConfig c, Checkpoint checkpoint)
+    {
+        if (c.Architecture is not (Architecture.Glm4Moe or Architecture.Glm4MoeLite))
+            throw new ModelLoadException($"MTP drafting is for glm4_moe and glm4_moe_lite checkpoints; {c.ArchitectureName} has no MTP layer this server runs.");
+        if (c.NumNextNPredictLayers < 1)
+            throw new ModelLoadException("config.json has no num_nextn_predict_layers: this checkpoint carries no MTP layer to draft with; use the ngram method instead.");
+        if (!checkpoint.Contains($"{MtpPrefix(c)}.eh_proj.weight"))
+            throw new ModelLoadException($"config.json says num_nextn_predict_layers {c.NumNextNPredictLayers} but the weights hold no {MtpPrefix(c)}.eh_proj.weight " +
+                "(a checkpoint stripped of its MTP layer, as the embedded demo model is); use the ngram method instead.");
     }
 
     /// <summary>Reads each module's tensors through the builder and places them on the worker.</summary>
@@ -49,7 +69,7 @@ public static class ModelLoader
         private Linear Linear(string prefix, int outF, int inF, bool bias) =>
             new(worker, Matrix(prefix, outF, inF), bias ? Vector(prefix + ".bias", outF) : null);
 
-        public CausalLM Build(Action<int, int>? progress)
+        public CausalLM Build(Action<int, int>? progress, bool withMtp = false)
         {
             int h = c.HiddenSize;
             var embed = Matrix("model.embed_tokens", c.VocabSize, h);
@@ -58,13 +78,28 @@ public static class ModelLoader
             var layers = new DecoderLayer[c.NumLayers];
             for (int i = 0; i < c.NumLayers; i++)
             {
-                layers[i] = Layer(i);
+                layers[i] = Layer(i, c.SparseLayers[i]);
                 progress?.Invoke(i + 1, c.NumLayers);
             }
-            return new CausalLM(worker, c, embed, layers, Vector("model.norm.weight", h), lmHead, b.Checkpoint, _selections);
+            var mtp = withMtp ? Mtp() : null;
+            return new CausalLM(worker, c, embed, layers, Vector("model.norm.weight", h), lmHead, b.Checkpoint, _selections, mtp);
         }
 
-        private DecoderLayer Layer(int i)
+        /// <summary>
+        /// The MTP layer: enorm, hnorm, eh_proj and shared_head beside a decoder layer of the model's own kind (MoE
+        /// where the checkpoint gives it a router). Its embed_tokens, where a checkpoint repeats it, is the model's.
+        /// </summary>
+        private MultiTokenPredictor Mtp()
+        {
+            string p = MtpPrefix(c);
+            int h = c.HiddenSize;
+            var block = Layer(c.NumLayers, c.NumRoutedExperts > 0 && b.Checkpoint.Contains($"{p}.mlp.gate.weight"));
+            var ownHead = b.Checkpoint.Contains($"{p}.shared_head.head.weight") ? Matrix($"{p}.shared_head.head", c.VocabSize, h) : null;
+            return new MultiTokenPredictor(worker, Vector($"{p}.enorm.weight", h), Vector($"{p}.hnorm.weight", h), worker.Place(new float[h]),
+                Linear($"{p}.eh_proj", h, 2 * h, false), block, Vector($"{p}.shared_head.norm.weight", h), ownHead, c.NumLayers, c.RmsNormEps);
+        }
+
+        private DecoderLayer Layer(int i, bool sparse)
         {
             string p = $"model.layers.{i}";
             int h = c.HiddenSize;
@@ -72,7 +107,7 @@ public static class ModelLoader
 
             DenseMlp? mlp = null;
             MoeBlock? moe = null;
-            if (c.SparseLayers[i])
+            if (sparse)
             {
                 if (c.NumRoutedExperts % c.NumGroups != 0)
                     throw new ModelLoadException($"n_routed_experts {c.NumRoutedExperts} is not divisible by n_group {c.NumGroups}.");

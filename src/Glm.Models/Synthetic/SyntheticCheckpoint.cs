@@ -68,16 +68,86 @@ public static class SyntheticCheckpoint
         File.WriteAllText(Path.Combine(directory, "config.json"), configJson.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         using var doc = JsonDocument.Parse(configJson.ToJsonString());
         var c = ModelConfig.Parse(doc.RootElement);
-        var w = new SafetensorsWriter();
-        var rng = new Random(seed);
-        int h = c.HiddenSize;
-        void Matrix(string name, int rows, int cols) => w.Add(name, "BF16", [rows, cols], (long)rows * cols * 2, s => WriteRandom(s, (long)rows * cols, rng));
-        void Norm(string name, int n) => w.AddBf16(name, [n], Enumerable.Repeat(BFloat16.FromFloat(1f), n).ToArray());
+        var w = new TensorWriter(new SafetensorsWriter(), new Random(seed), null);
+        w.Matrix("model.embed_tokens.weight", c.VocabSize, c.HiddenSize);
+        for (int l = 0; l < c.NumLayers; l++) w.Layer(c, l, c.SparseLayers[l]);
+        w.Norm("model.norm.weight", c.HiddenSize);
+        w.Matrix("lm_head.weight", c.VocabSize, c.HiddenSize);
+        w.Writer.Save(Path.Combine(directory, "model.safetensors"));
+    }
 
-        Matrix("model.embed_tokens.weight", c.VocabSize, h);
-        for (int l = 0; l < c.NumLayers; l++)
+    /// <summary>
+    /// Adds an MTP layer at index num_hidden_layers to a model directory, as GLM-4.5+ releases carry it (enorm,
+    /// hnorm, eh_proj, shared_head.norm and shared_head.head, and a decoder layer, MoE where the model has experts),
+    /// in a file of its own (mtp.safetensors; the index, where there is one, names it) and sets
+    /// num_nextn_predict_layers to 1. Random BF16 weights (std 0.02, norms 1) unless <paramref name="values"/>
+    /// gives a tensor's values by name.
+    /// </summary>
+    public static void AddMtpLayer(string directory, int seed = 1, IReadOnlyDictionary<string, float[]>? values = null)
+    {
+        string configPath = Path.Combine(directory, "config.json");
+        var configJson = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        configJson["num_nextn_predict_layers"] = 1;
+        File.WriteAllText(configPath, configJson.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        using var doc = JsonDocument.Parse(configJson.ToJsonString());
+        var c = ModelConfig.Parse(doc.RootElement);
+        var w = new TensorWriter(new SafetensorsWriter(), new Random(seed), values);
+        int h = c.HiddenSize;
+        string p = $"model.layers.{c.NumLayers}";
+        w.Norm($"{p}.enorm.weight", h);
+        w.Norm($"{p}.hnorm.weight", h);
+        w.Matrix($"{p}.eh_proj.weight", h, 2 * h);
+        w.Norm($"{p}.shared_head.norm.weight", h);
+        w.Matrix($"{p}.shared_head.head.weight", c.VocabSize, h);
+        w.Layer(c, c.NumLayers, sparse: c.NumRoutedExperts > 0);
+        if (values is not null)
+            foreach (var name in values.Keys)
+                if (!w.Names.Contains(name)) throw new ArgumentException($"the MTP layer has no tensor '{name}'", nameof(values));
+        w.Writer.Save(Path.Combine(directory, "mtp.safetensors"));
+
+        string indexPath = Path.Combine(directory, "model.safetensors.index.json");
+        if (File.Exists(indexPath))
+        {
+            var index = JsonNode.Parse(File.ReadAllText(indexPath))!.AsObject();
+            var map = index["weight_map"]!.AsObject();
+            foreach (var name in w.Names) map[name] = "mtp.safetensors";
+            File.WriteAllText(indexPath, index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        }
+    }
+
+    /// <summary>One checkpoint's tensors in the released names: random BF16 unless given values.</summary>
+    private sealed class TensorWriter(SafetensorsWriter writer, Random rng, IReadOnlyDictionary<string, float[]>? values)
+    {
+        public SafetensorsWriter Writer { get; } = writer;
+        public List<string> Names { get; } = [];
+
+        public void Matrix(string name, int rows, int cols)
+        {
+            Names.Add(name);
+            if (Given(name, (long)rows * cols) is { } v) Writer.AddBf16(name, [rows, cols], v);
+            else Writer.Add(name, "BF16", [rows, cols], (long)rows * cols * 2, s => WriteRandom(s, (long)rows * cols, rng));
+        }
+
+        public void Norm(string name, int n) => Bf16(name, n, 1f);
+
+        public void Bf16(string name, int n, float fill)
+        {
+            Names.Add(name);
+            Writer.AddBf16(name, [n], Given(name, n) ?? Enumerable.Repeat(BFloat16.FromFloat(fill), n).ToArray());
+        }
+
+        private ushort[]? Given(string name, long count)
+        {
+            if (values is null || !values.TryGetValue(name, out var v)) return null;
+            if (v.LongLength != count) throw new ArgumentException($"'{name}' takes {count} values, given {v.Length}");
+            return v.Select(BFloat16.FromFloat).ToArray();
+        }
+
+        /// <summary>Decoder layer <paramref name="l"/>: attention of the config's kind, then a dense MLP or the MoE block.</summary>
+        public void Layer(ModelConfig c, int l, bool sparse)
         {
             string p = $"model.layers.{l}";
+            int h = c.HiddenSize;
             Norm($"{p}.input_layernorm.weight", h);
             Norm($"{p}.post_attention_layernorm.weight", h);
             if (c.IsLatent)
@@ -90,14 +160,14 @@ public static class SyntheticCheckpoint
                 Norm($"{p}.self_attn.kv_a_layernorm.weight", c.KvLoraRank);
                 Matrix($"{p}.self_attn.kv_b_proj.weight", c.NumHeads * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank);
                 Matrix($"{p}.self_attn.o_proj.weight", h, c.NumHeads * c.VHeadDim);
-                if (c.Architecture == Architecture.GlmMoeDsa && c.IndexerFull[l])
+                if (c.Architecture == Architecture.GlmMoeDsa && l < c.NumLayers && c.IndexerFull[l])
                 {
                     // Only full layers carry an indexer; IndexShare layers have none in the checkpoint.
                     string ip = $"{p}.self_attn.indexer";
                     Matrix($"{ip}.wq_b.weight", c.IndexNumHeads * c.IndexHeadDim, c.QLoraRank.Value);
                     Matrix($"{ip}.wk.weight", c.IndexHeadDim, h);
                     Norm($"{ip}.k_norm.weight", c.IndexHeadDim);
-                    w.AddBf16($"{ip}.k_norm.bias", [c.IndexHeadDim], new ushort[c.IndexHeadDim]);
+                    Bf16($"{ip}.k_norm.bias", c.IndexHeadDim, 0f);
                     Matrix($"{ip}.weights_proj.weight", c.IndexNumHeads, h);
                 }
             }
@@ -109,26 +179,29 @@ public static class SyntheticCheckpoint
                 Matrix($"{p}.self_attn.v_proj.weight", kw, h);
                 if (c.AttentionBias)
                 {
-                    w.AddBf16($"{p}.self_attn.q_proj.bias", [qw], new ushort[qw]);
-                    w.AddBf16($"{p}.self_attn.k_proj.bias", [kw], new ushort[kw]);
-                    w.AddBf16($"{p}.self_attn.v_proj.bias", [kw], new ushort[kw]);
+                    Bf16($"{p}.self_attn.q_proj.bias", qw, 0f);
+                    Bf16($"{p}.self_attn.k_proj.bias", kw, 0f);
+                    Bf16($"{p}.self_attn.v_proj.bias", kw, 0f);
+                }
+                if (c.UseQkNorm)
+                {
+                    Norm($"{p}.self_attn.q_norm.weight", c.HeadDim);
+                    Norm($"{p}.self_attn.k_norm.weight", c.HeadDim);
                 }
                 Matrix($"{p}.self_attn.o_proj.weight", h, qw);
             }
-            if (c.SparseLayers[l])
+            if (sparse)
             {
                 Matrix($"{p}.mlp.gate.weight", c.NumRoutedExperts, h);
-                w.AddF32($"{p}.mlp.gate.e_score_correction_bias", [c.NumRoutedExperts], new float[c.NumRoutedExperts]);
-                for (int e = 0; e < c.NumRoutedExperts; e++) Mlp($"{p}.mlp.experts.{e}", c.MoeIntermediateSize);
-                Mlp($"{p}.mlp.shared_experts", c.MoeIntermediateSize * c.NumSharedExperts);
+                Names.Add($"{p}.mlp.gate.e_score_correction_bias");
+                Writer.AddF32($"{p}.mlp.gate.e_score_correction_bias", [c.NumRoutedExperts], new float[c.NumRoutedExperts]);
+                for (int e = 0; e < c.NumRoutedExperts; e++) Mlp($"{p}.mlp.experts.{e}", h, c.MoeIntermediateSize);
+                Mlp($"{p}.mlp.shared_experts", h, c.MoeIntermediateSize * c.NumSharedExperts);
             }
-            else Mlp($"{p}.mlp", c.IntermediateSize);
+            else Mlp($"{p}.mlp", h, c.IntermediateSize);
         }
-        Norm("model.norm.weight", h);
-        Matrix("lm_head.weight", c.VocabSize, h);
-        w.Save(Path.Combine(directory, "model.safetensors"));
 
-        void Mlp(string p, int inter)
+        private void Mlp(string p, int h, int inter)
         {
             Matrix($"{p}.gate_proj.weight", inter, h);
             Matrix($"{p}.up_proj.weight", inter, h);

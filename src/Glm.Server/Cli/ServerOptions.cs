@@ -26,11 +26,14 @@ public sealed class ServerOptions
     public bool EnablePrefixCaching { get; set; } = true;
     public string? ToolCallParser { get; set; } = "glm45";
     public string? ReasoningParser { get; set; } = "glm45";
-    /// <summary>--speculative-config (vLLM's JSON): {"method": "ngram", "num_speculative_tokens": K, "prompt_lookup_max": N, "prompt_lookup_min": M}.</summary>
+    /// <summary>
+    /// --speculative-config (vLLM's JSON): {"method": "ngram", "num_speculative_tokens": K, "prompt_lookup_max": N,
+    /// "prompt_lookup_min": M}, or {"method": "mtp", "num_speculative_tokens": 1} (the checkpoint's MTP layer).
+    /// </summary>
     public string? SpeculativeConfig { get; set; }
 
-    /// <summary>The prompt-lookup proposer --speculative-config asks for, or null.</summary>
-    public Glm.Engine.NgramProposer? Speculation()
+    /// <summary>What --speculative-config asks for: a prompt-lookup proposer, or MTP drafting; null when off.</summary>
+    public SpeculativeSettings? Speculation()
     {
         if (SpeculativeConfig is null) return null;
         try
@@ -38,9 +41,7 @@ public sealed class ServerOptions
             using var doc = System.Text.Json.JsonDocument.Parse(SpeculativeConfig);
             var root = doc.RootElement;
             if (root.ValueKind != System.Text.Json.JsonValueKind.Object) throw new CliException("--speculative-config must be a JSON object");
-            string method = root.TryGetProperty("method", out var m) ? m.GetString() ?? "" : "";
-            if (method != "ngram")
-                throw new CliException($"--speculative-config: method '{method}' is not supported; 'ngram' (prompt lookup) is (the MTP layer is not used for drafting yet)");
+            string method = root.TryGetProperty("method", out var m) && m.ValueKind == System.Text.Json.JsonValueKind.String ? m.GetString()! : "";
             int Int(string name, int fallback, int min, int max)
             {
                 if (!root.TryGetProperty(name, out var v)) return fallback;
@@ -48,12 +49,25 @@ public sealed class ServerOptions
                     throw new CliException($"--speculative-config: {name} must be an integer in [{min}, {max}]");
                 return x;
             }
-            foreach (var p in root.EnumerateObject())
-                if (p.Name is not ("method" or "num_speculative_tokens" or "prompt_lookup_max" or "prompt_lookup_min"))
-                    throw new CliException($"--speculative-config: '{p.Name}' is not supported (method, num_speculative_tokens, prompt_lookup_max, prompt_lookup_min)");
+            void Only(params string[] names)
+            {
+                foreach (var p in root.EnumerateObject())
+                    if (!names.Contains(p.Name))
+                        throw new CliException($"--speculative-config: '{p.Name}' is not supported with method '{method}' ({string.Join(", ", names)})");
+            }
+            // vLLM's older names for the MTP method, which its GLM and DeepSeek recipes still use.
+            if (method is "mtp" or "glm4_moe_mtp" or "deepseek_mtp")
+            {
+                Only("method", "num_speculative_tokens");
+                Int("num_speculative_tokens", 1, 1, 1); // one MTP layer, one draft a step
+                return new SpeculativeSettings(null, Mtp: true);
+            }
+            if (method != "ngram")
+                throw new CliException($"--speculative-config: method '{method}' is not supported; 'ngram' (prompt lookup) and 'mtp' (the checkpoint's MTP layer) are");
+            Only("method", "num_speculative_tokens", "prompt_lookup_max", "prompt_lookup_min");
             int k = Int("num_speculative_tokens", 4, 1, 16), max = Int("prompt_lookup_max", 4, 1, 16), min = Int("prompt_lookup_min", 1, 1, 16);
             if (min > max) throw new CliException("--speculative-config: prompt_lookup_min exceeds prompt_lookup_max");
-            return new Glm.Engine.NgramProposer(k, min, max);
+            return new SpeculativeSettings(new Glm.Engine.NgramProposer(k, min, max), Mtp: false);
         }
         catch (System.Text.Json.JsonException e)
         {
@@ -347,3 +361,6 @@ public sealed class ServerOptions
 
 /// <summary>A usage error: printed as one line, exit code 2.</summary>
 public sealed class CliException(string message) : Exception(message);
+
+/// <summary>--speculative-config, parsed: prompt lookup (<see cref="Ngram"/>) or the model's MTP layer.</summary>
+public sealed record SpeculativeSettings(Glm.Engine.NgramProposer? Ngram, bool Mtp);

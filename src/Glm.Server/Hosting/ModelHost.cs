@@ -57,8 +57,9 @@ public sealed class ModelHost : IDisposable
         var policy = QuantizationPolicy.Resolve(o.Quantization);
         QuantizingWeightBuilder? builder = null;
         var worker = OpenWorker(o, log);
+        var speculation = o.Speculation();
         var model = ModelLoader.Load(dir, ckpt => builder = new QuantizingWeightBuilder(ckpt, policy) { Int4Activations = o.ResolveInt4Activations() },
-            m => log.Information("{Message}", m), LoadProgress(log), worker);
+            m => log.Information("{Message}", m), LoadProgress(log), worker, withMtp: speculation?.Mtp == true);
         log.Information("Quantization policy {Policy}; Int4 weights meet {Activations} activations", policy.Describe(), o.Int4Activations);
         foreach (var line in builder!.Summary()) log.Information("  {Line}", line);
         var config = model.Config;
@@ -98,9 +99,12 @@ public sealed class ModelHost : IDisposable
             MaxModelLen = maxModelLen,
             EnablePrefixCaching = o.EnablePrefixCaching,
             MaxWaiting = o.MaxQueueLength,
-            Speculation = o.Speculation(),
+            Speculation = speculation?.Ngram,
+            MtpDrafting = speculation?.Mtp == true,
         }, e => log.Error(e, "Engine step failed; the affected requests were aborted"));
-        if (o.SpeculativeConfig is not null) log.Information("Speculative decoding: {Config} (prompt lookup; drafts verified in the next step, outputs unchanged)", o.SpeculativeConfig);
+        if (speculation is not null)
+            log.Information("Speculative decoding: {Config} ({Method}; drafts verified in the next step, outputs unchanged)", o.SpeculativeConfig,
+                speculation.Mtp ? $"the MTP layer {ModelLoader.MtpPrefix(config)} drafts one token a step, its KV in one more cache layer" : "prompt lookup");
 
         var bytes = model.WeightBytesByFormat();
         log.Information("Model {Architecture} on the {Worker} worker: {Params:N0} parameters, {Layers} layers, hidden {Hidden}, vocab {Vocab}; weights {Weights} in {Seconds:F1}s",
