@@ -16,7 +16,7 @@ namespace Glm.Bench;
 /// <summary>
 /// Benchmarks. Every result is reported with a baseline measured in the same run (the scalar kernel, the
 /// machine's read bandwidth, batch 1, BF16 pages) because these machines are shared and noisy.
-/// usage: Glm.Bench [all|bandwidth|gemv|quantized|model|engine|attention|longcontext|tokenizer|cuda|forward|profile|structured|schemabench] [--layers N] [--threads N]
+/// usage: Glm.Bench [all|bandwidth|gemv|quantized|model|engine|attention|longcontext|tokenizer|cuda|forward|profile|structured|schemabench|spec|mtp-fit|mtp] [--layers N] [--threads N]
 /// </summary>
 public static class Program
 {
@@ -27,6 +27,8 @@ public static class Program
         if (what == "cudamodel") return CudaModelBench.Run(args);
         if (what == "load") return LoadBench.Run(args);
         if (what == "spec") return SpecBench.Run(args, FindRoot());
+        if (what == "mtp-fit") return MtpBench.Fit(args, FindRoot());
+        if (what == "mtp") return MtpBench.Run(args, FindRoot());
         if (what == "dsa")
         {
             MatMul.Threads = ArgInt(args, "--threads", Environment.ProcessorCount);
