@@ -1,5 +1,6 @@
 using Glm.Kernels.Attention;
 using Glm.Models.Architectures;
+using Glm.Models.Quantization;
 using Glm.TestSupport;
 
 namespace Glm.Engine.Tests;
@@ -7,8 +8,8 @@ namespace Glm.Engine.Tests;
 /// <summary>MTP speculative decoding: the same tokens as decoding one at a time, the MTP layer's KV kept in step.</summary>
 public class MtpDecodingTests
 {
-    private static LlmEngine Start(string dir, bool mtp, bool prefixCaching = true, int numBlocks = 256, int maxBatchedTokens = 64) =>
-        new(new ModelRunner(ModelLoader.Load(dir, withMtp: mtp), KvCacheDType.F32, numBlocks, 4), new EngineOptions
+    private static LlmEngine Start(string dir, bool mtp, bool prefixCaching = true, int numBlocks = 256, int maxBatchedTokens = 64, string quantization = "none") =>
+        new(new ModelRunner(ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, QuantizationPolicy.Resolve(quantization)), withMtp: mtp), KvCacheDType.F32, numBlocks, 4), new EngineOptions
         {
             MaxNumSeqs = 8, MaxNumBatchedTokens = maxBatchedTokens, MaxModelLen = 4096, EnablePrefixCaching = prefixCaching, MtpDrafting = mtp,
         }, e => throw new Xunit.Sdk.XunitException("engine fault: " + e));
@@ -22,6 +23,22 @@ public class MtpDecodingTests
             var own = Enumerable.Range(0, new[] { 1, 2, 5, 9, 30, 70, 4 }[i]).Select(_ => rng.Next(3, 1000));
             return (i % 2 == 1 ? shared.Concat(own) : own).ToArray(); // a shared prefix: blocks (and their MTP KV) from the prefix cache
         }).ToList();
+    }
+
+    [Theory]
+    [InlineData("fp8-int4")]
+    [InlineData("int4")]
+    public async Task AQuantizedModelDraftsWithItsQuantizedMtpLayerAndKeepsItsOutput(string quantization)
+    {
+        var prompts = Prompts();
+        var greedy = new SamplingParams { Temperature = 0, MaxTokens = 20, IgnoreEos = true };
+        var expected = new List<int[]>();
+        using (var plain = Start(Fixtures.Dir("glm4_moe"), mtp: false, quantization: quantization))
+            foreach (var p in prompts) expected.Add(await EngineTests.Collect(plain.Submit(p, greedy)));
+        using var engine = Start(MtpModels.With(Fixtures.Dir("glm4_moe"), MtpKind.HiddenEcho), mtp: true, quantization: quantization);
+        var results = await Task.WhenAll(prompts.Select(p => engine.Submit(p, greedy)).ToList().Select(EngineTests.Collect));
+        for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
+        Assert.True(engine.Stats.SpecAcceptedTokens > 0, "the hidden-echo layer, quantized too, still drafts repeats");
     }
 
     public static TheoryData<string, float, MtpKind> Cases() => new()

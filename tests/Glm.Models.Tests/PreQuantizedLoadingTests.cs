@@ -145,6 +145,10 @@ public class PreQuantizedLoadingTests
         Assert.Equal("fp8", p.For("model.layers.0.mlp.down_proj").Kind);
         Assert.Equal("keep", p.For("lm_head").Kind);
         Assert.Equal("keep", p.For("model.embed_tokens").Kind);
+        // The MTP layer: its LM head copy stays as lm_head does; the rest is a decoder layer like any other.
+        Assert.Equal("keep", QuantizationPolicy.Preset("int4").For("model.layers.46.shared_head.head").Kind);
+        Assert.Equal("int4", p.For("model.layers.46.mlp.experts.3.gate_proj").Kind);
+        Assert.Equal("fp8", p.For("model.layers.46.eh_proj").Kind);
         Assert.Equal("keep", QuantizationPolicy.Preset("none").For("model.layers.0.self_attn.q_proj").Kind);
         Assert.Throws<ArgumentException>(() => QuantizationPolicy.Preset("int3"));
     }

@@ -86,7 +86,7 @@ public sealed class CausalLM : IDisposable
         var all = FinalHiddenStates(batch, cache, allRows: true);
         try
         {
-            using var last = Worker.GatherRows(all, LogitRowIndices(batch));
+            using var last = Worker.GatherRows(all, batch.LogitRowIndices());
             Worker.LinearToHost(last, _lmHead, logits);
             return all;
         }
@@ -126,13 +126,7 @@ public sealed class CausalLM : IDisposable
     {
         foreach (int id in batch.TokenIds)
             if ((uint)id >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(batch), $"token id {id} is outside the vocabulary (0..{VocabSize - 1})");
-        var sequences = new StepSequence[batch.Sequences.Count];
-        for (int s = 0; s < sequences.Length; s++)
-        {
-            var seq = batch.Sequences[s];
-            sequences[s] = new StepSequence(seq.Start, seq.Count, seq.FirstPosition, seq.BlockTable);
-        }
-        using var step = Worker.PrepareStep(DsaKvCache.MainOf(cache), sequences, batch.Positions);
+        using var step = Worker.PrepareStep(DsaKvCache.MainOf(cache), batch.StepSequences(), batch.Positions);
 
         using var hiddenStates = Worker.Embedding(_embedTokens, batch.TokenIds);
         try
@@ -146,23 +140,8 @@ public sealed class CausalLM : IDisposable
 
         if (allRows) return Worker.RmsNorm(hiddenStates, _norm, Config.RmsNormEps);
         // Only the rows whose logits are wanted go through the final norm and lm_head.
-        using var last = Worker.GatherRows(hiddenStates, LogitRowIndices(batch));
+        using var last = Worker.GatherRows(hiddenStates, batch.LogitRowIndices());
         return Worker.RmsNorm(last, _norm, Config.RmsNormEps);
-    }
-
-    /// <summary>The batch rows whose logits a step returns: every row, or each sequence's last LogitRows.</summary>
-    private static int[] LogitRowIndices(ForwardBatch batch)
-    {
-        var rows = new int[batch.LogitRows];
-        if (batch.AllLogits)
-            for (int r = 0; r < rows.Length; r++) rows[r] = r;
-        else
-            for (int s = 0, r = 0; s < batch.Sequences.Count; s++)
-            {
-                var seq = batch.Sequences[s];
-                for (int k = seq.Count - seq.LogitRows; k < seq.Count; k++) rows[r++] = seq.Start + k; // its last LogitRows tokens
-            }
-        return rows;
     }
 
     /// <summary>Every weight matrix once (a tied LM head is the embedding).</summary>
@@ -171,14 +150,7 @@ public sealed class CausalLM : IDisposable
         yield return _embedTokens;
         if (!ReferenceEquals(_lmHead, _embedTokens)) yield return _lmHead;
         foreach (var layer in _layers)
-        {
-            foreach (var l in layer.Attention.Linears) yield return l.Weight;
-            var mlps = layer.Moe is null ? [layer.Mlp!] : new[] { layer.Moe.Shared };
-            foreach (var l in mlps.SelectMany(m => m.Linears)) yield return l.Weight;
-            if (layer.Moe is not null)
-                for (int e = 0; e < layer.Moe.Experts.Count; e++)
-                    foreach (var w in layer.Moe.Experts.Of(e)) yield return w;
-        }
+            foreach (var w in layer.Weights()) yield return w;
         if (Mtp is not null)
             foreach (var w in Mtp.Weights()) yield return w;
     }

@@ -31,6 +31,16 @@ public sealed class DecoderLayer(
         }
     }
 
+    /// <summary>Every weight matrix of the layer: attention's, then the MLP's (or the shared expert's and each routed expert's).</summary>
+    public IEnumerable<DeviceWeight> Weights()
+    {
+        foreach (var l in Attention.Linears) yield return l.Weight;
+        foreach (var l in (Moe?.Shared ?? Mlp!).Linears) yield return l.Weight;
+        if (Moe is not null)
+            for (int e = 0; e < Moe.Experts.Count; e++)
+                foreach (var w in Moe.Experts.Of(e)) yield return w;
+    }
+
     public void Dispose()
     {
         Attention.Dispose();

@@ -1,3 +1,5 @@
+using Glm.Kernels.Device;
+
 namespace Glm.Models.Architectures;
 
 /// <summary>
@@ -32,4 +34,31 @@ public sealed class ForwardBatch
 
     public int TokenCount => TokenIds.Length;
     public int LogitRows => AllLogits ? TokenIds.Length : Sequences.Sum(s => s.LogitRows);
+
+    /// <summary>Each sequence's rows, positions and blocks, as a worker's <see cref="IWorker.PrepareStep"/> takes them.</summary>
+    public StepSequence[] StepSequences()
+    {
+        var sequences = new StepSequence[Sequences.Count];
+        for (int s = 0; s < sequences.Length; s++)
+        {
+            var seq = Sequences[s];
+            sequences[s] = new StepSequence(seq.Start, seq.Count, seq.FirstPosition, seq.BlockTable);
+        }
+        return sequences;
+    }
+
+    /// <summary>The rows whose logits the step returns, in order: every row, or each sequence's last LogitRows.</summary>
+    public int[] LogitRowIndices()
+    {
+        var rows = new int[LogitRows];
+        if (AllLogits)
+            for (int r = 0; r < rows.Length; r++) rows[r] = r;
+        else
+            for (int s = 0, r = 0; s < Sequences.Count; s++)
+            {
+                var seq = Sequences[s];
+                for (int k = seq.Count - seq.LogitRows; k < seq.Count; k++) rows[r++] = seq.Start + k;
+            }
+        return rows;
+    }
 }

@@ -42,10 +42,6 @@ public static class ModelLoader
     /// <summary>The MTP layer's tensor prefix: the layer after the last decoder layer.</summary>
     public static string MtpPrefix(ModelConfig c) => $"model.layers.{c.NumLayers}";
 
-    /// <summary>Whether the checkpoint carries an MTP layer this server can draft with.</summary>
-    public static bool HasMtp(ModelConfig c, Checkpoint checkpoint) =>
-        c.NumNextNPredictLayers > 0 && c.Architecture is Architecture.Glm4Moe or Architecture.Glm4MoeLite && checkpoint.Contains($"{MtpPrefix(c)}.eh_proj.weight");
-
     private static void CheckMtp(ModelConfig c, Checkpoint checkpoint)
     {
         if (c.Architecture is not (Architecture.Glm4Moe or Architecture.Glm4MoeLite))

@@ -91,33 +91,22 @@ public sealed class MultiTokenPredictor(
     private void Pass(ForwardBatch batch, Tensor previousHidden, DeviceKvCache cache, DeviceWeight embedding, DeviceWeight head, Span<float> logits, bool zeroEmbeddings)
     {
         int h = previousHidden.Cols, rows = batch.TokenCount;
-        var sequences = new StepSequence[batch.Sequences.Count];
-        for (int s = 0; s < sequences.Length; s++)
-        {
-            var seq = batch.Sequences[s];
-            sequences[s] = new StepSequence(seq.Start, seq.Count, seq.FirstPosition, seq.BlockTable);
-        }
-        using var step = worker.PrepareStep(DsaKvCache.MainOf(cache), sequences, batch.Positions);
+        using var step = worker.PrepareStep(DsaKvCache.MainOf(cache), batch.StepSequences(), batch.Positions);
 
-        using var hiddenStates = worker.Empty(rows, 2 * h);
+        // cat([enorm(inputs_embeds), hnorm(previous_hidden_states)]), each normed straight into its half.
+        using var concatenated = worker.Empty(rows, 2 * h);
         using (var embeds = worker.Embedding(embedding, batch.TokenIds))
         {
             // enorm(0) is 0, and so is enorm with a zero weight of any finite embedding.
-            worker.RmsNorm(embeds.WholeRows, zeroEmbeddings ? zeroNorm : enorm, eps, hiddenStates.WholeRows.Slice(0, h));
+            worker.RmsNorm(embeds.WholeRows, zeroEmbeddings ? zeroNorm : enorm, eps, concatenated.WholeRows.Slice(0, h));
         }
-        worker.RmsNorm(previousHidden.WholeRows, hnorm, eps, hiddenStates.WholeRows.Slice(h, h));
-        using var x = EhProj.Forward(hiddenStates);
-        Block.Forward(x, step, cache, CacheLayer);
+        worker.RmsNorm(previousHidden.WholeRows, hnorm, eps, concatenated.WholeRows.Slice(h, h));
+        using var hiddenStates = EhProj.Forward(concatenated);
+        Block.Forward(hiddenStates, step, cache, CacheLayer); // the residual stream, updated in place: residual + block output
 
         int wanted = batch.LogitRows;
         if (wanted == 0) return;
-        Span<int> logitRows = wanted <= 256 ? stackalloc int[wanted] : new int[wanted];
-        for (int s = 0, r = 0; s < batch.Sequences.Count; s++)
-        {
-            var seq = batch.Sequences[s];
-            for (int k = seq.Count - seq.LogitRows; k < seq.Count; k++) logitRows[r++] = seq.Start + k;
-        }
-        using var last = worker.GatherRows(x, logitRows);
+        using var last = worker.GatherRows(hiddenStates, batch.LogitRowIndices());
         using var normed = worker.RmsNorm(last, headNorm, eps);
         worker.LinearToHost(normed, head, logits);
     }
@@ -126,12 +115,7 @@ public sealed class MultiTokenPredictor(
     public IEnumerable<DeviceWeight> Weights()
     {
         yield return EhProj.Weight;
-        foreach (var l in Block.Attention.Linears) yield return l.Weight;
-        var mlps = Block.Moe is null ? [Block.Mlp!] : new[] { Block.Moe.Shared };
-        foreach (var l in mlps.SelectMany(m => m.Linears)) yield return l.Weight;
-        if (Block.Moe is not null)
-            for (int e = 0; e < Block.Moe.Experts.Count; e++)
-                foreach (var w in Block.Moe.Experts.Of(e)) yield return w;
+        foreach (var w in Block.Weights()) yield return w;
         if (OwnHead is not null) yield return OwnHead;
     }
 

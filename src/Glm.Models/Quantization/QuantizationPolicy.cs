@@ -35,11 +35,15 @@ public sealed class QuantizationPolicy(string name, IReadOnlyList<QuantRule> rul
     public string Name { get; } = name;
     public IReadOnlyList<QuantRule> Rules { get; } = rules;
 
-    /// <summary>Embeddings, the LM head, router gates and GLM-5's indexer head weights stay in BF16 under every preset (as the official FP8 releases leave them).</summary>
+    /// <summary>
+    /// Embeddings, the LM head (and the MTP layer's own copy of it, shared_head.head), router gates and GLM-5's
+    /// indexer head weights stay in BF16 under every preset (as the official FP8 releases leave them).
+    /// </summary>
     private static readonly QuantRule[] Sensitive =
     [
         new(@"^model\.embed_tokens$", WeightFormat.Keep),
         new(@"^lm_head$", WeightFormat.Keep),
+        new(@"\.shared_head\.head$", WeightFormat.Keep),
         new(@"\.mlp\.gate$", WeightFormat.Keep),
         new(@"\.self_attn\.indexer\.weights_proj$", WeightFormat.Keep),
     ];
