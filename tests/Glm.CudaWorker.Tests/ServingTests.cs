@@ -49,6 +49,37 @@ public class ServingTests
         Assert.True(engine.Stats.PrefixHits > 0, "the shared prefix should hit the cache");
     }
 
+    [HostBuildTheory]
+    [InlineData("glm4_moe")]
+    [InlineData("glm4_moe_lite")]
+    public async Task MtpDraftingOnTheCudaWorkerDraftsAsTheCpuWorkerDoes(string arch)
+    {
+        // The MTP layer's ops (norms written into the halves of a concatenation, its KV in the pool's extra
+        // layer) through the CUDA worker's C ABI: the same outputs, and the same drafts accepted, as on the CPU.
+        string dir = MtpModels.With(Fixtures.Dir(arch), MtpKind.HiddenEcho);
+        var rng = new Random(5);
+        var prompts = Enumerable.Range(0, 5).Select(i => Enumerable.Range(0, 2 + 7 * i).Select(_ => rng.Next(3, 1000)).ToArray()).ToList();
+        var greedy = Greedy with { MaxTokens = 24 };
+        LlmEngine Start(CausalLM model) => new(new ModelRunner(model, KvCacheDType.F32, 128, 4), new EngineOptions
+        {
+            MaxNumSeqs = 8, MaxNumBatchedTokens = 48, MaxModelLen = 512, MtpDrafting = true,
+        }, e => throw new Xunit.Sdk.XunitException("engine fault: " + e));
+
+        int[][] expected;
+        (long, long) expectedStats;
+        using (var cpu = Start(ModelLoader.Load(dir, withMtp: true)))
+        {
+            expected = await Task.WhenAll(prompts.Select(p => cpu.Submit(p, greedy)).ToList().Select(Collect));
+            expectedStats = (cpu.Stats.SpecDraftTokens, cpu.Stats.SpecAcceptedTokens);
+        }
+        using var worker = HostBuild.Open();
+        using var engine = Start(ModelLoader.Load(dir, worker: worker, withMtp: true));
+        var results = await Task.WhenAll(prompts.Select(p => engine.Submit(p, greedy)).ToList().Select(Collect));
+        for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
+        Assert.True(expectedStats.Item2 > 0, "the hidden-echo layer should have drafts accepted");
+        Assert.Equal(expectedStats, (engine.Stats.SpecDraftTokens, engine.Stats.SpecAcceptedTokens));
+    }
+
     public static TheoryData<string> SamplingCases() => ["t0.8", "t1.2,k40", "t0.7,p0.9", "t1,k50,p0.8,m0.05", "t0.9,m0.1", "mixed"];
 
     private static SamplingParams Sampling(string spec, int i)
