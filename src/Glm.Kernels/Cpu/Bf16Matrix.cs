@@ -59,7 +59,10 @@ public sealed unsafe class Bf16Matrix : WeightMatrix
     public override void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
     {
         if (Tiled) MultiplyTiled(x, m, y, yStride, rowStart, rowEnd);
-        else if (Dot.Bf16Lanes8) MultiplyLanes8(x, m, y, yStride, rowStart, rowEnd);
+        // Without AVX-512: the 8-lane tiles (4 x 3 for batches, 1 x 4 for decode). In one process against the
+        // four-accumulator kernels they replaced: 2.2-2.5x the GFLOP/s at M = 64-512 and K = 4096, decode 1.3-1.7x
+        // the GB/s (single thread, a 2-core AVX2 machine).
+        else if (Lanes8.Supported) Lanes8.Multiply<Bf16Row>(x, m, Cols, (byte*)_data, 2L * Cols, y, yStride, rowStart, rowEnd);
         else
             for (int n = rowStart; n < rowEnd; n++)
                 for (int i = 0; i < m; i++) y[(long)i * yStride + n] = Dot.Bf16(x + (long)i * Cols, _data + (long)n * Cols, Cols);
@@ -212,124 +215,6 @@ public sealed unsafe class Bf16Matrix : WeightMatrix
         y[2 * yStride + 1] = Tail(x2, w1, i, n, Vector512.Sum(v0 + v1));
         y[3 * yStride] = Tail(x3, w0, i, n, Vector512.Sum(s0 + s1));
         y[3 * yStride + 1] = Tail(x3, w1, i, n, Vector512.Sum(z0 + z1));
-    }
-
-    /// <summary>
-    /// Without AVX-512: batches in tiles of 4 activation rows x 3 weight rows, the activation rows left over in 1 x 3
-    /// (the three weight rows stay in L1 for them); decode (one row) in 1 x 4. In one process against the
-    /// four-accumulator kernels these replaced: 2.2-2.5x the GFLOP/s at M = 64-512 and K = 4096, decode 1.3-1.7x
-    /// the GB/s (single thread, this 2-core AVX2 machine).
-    /// </summary>
-    private void MultiplyLanes8(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
-    {
-        long k = Cols;
-        int n = rowStart;
-        if (m == 1)
-        {
-            for (; n + 4 <= rowEnd; n += 4) Tile1x4(x, _data + n * k, Cols, y + n);
-            for (; n < rowEnd; n++) y[n] = Dot.Bf16(x, _data + n * k, Cols);
-            return;
-        }
-        for (; n + 3 <= rowEnd; n += 3)
-        {
-            ushort* w = _data + n * k;
-            int i = 0;
-            for (; i + 4 <= m; i += 4) Tile4x3(x + i * k, k, w, Cols, y + (long)i * yStride + n, yStride);
-            for (; i < m; i++) Tile1x3(x + i * k, w, Cols, y + (long)i * yStride + n);
-        }
-        for (; n < rowEnd; n++)
-            for (int i = 0; i < m; i++) y[(long)i * yStride + n] = Dot.Bf16(x + i * k, _data + n * k, Cols);
-    }
-
-    /// <summary>8 BF16 values widened to float32 (zero-extend, shift into the high half).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Widen8(ushort* w) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(w), 16).AsSingle();
-
-    /// <summary>One activation row against four weight rows (consecutive, <paramref name="n"/> apart), each exactly as <see cref="Dot.Bf16"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile1x4(float* x, ushort* w0, int n, float* y)
-    {
-        ushort* w1 = w0 + n, w2 = w1 + n, w3 = w2 + n;
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        int i = 0;
-        for (; i + 8 <= n; i += 8)
-        {
-            if ((i & 31) == 0)
-            {
-                Sse.Prefetch0(w0 + i + PrefetchElements);
-                Sse.Prefetch0(w1 + i + PrefetchElements);
-                Sse.Prefetch0(w2 + i + PrefetchElements);
-                Sse.Prefetch0(w3 + i + PrefetchElements);
-            }
-            var v = Avx.LoadVector256(x + i);
-            a0 = Fma.MultiplyAdd(v, Widen8(w0 + i), a0);
-            a1 = Fma.MultiplyAdd(v, Widen8(w1 + i), a1);
-            a2 = Fma.MultiplyAdd(v, Widen8(w2 + i), a2);
-            a3 = Fma.MultiplyAdd(v, Widen8(w3 + i), a3);
-        }
-        y[0] = Tail(x, w0, i, n, Vector256.Sum(a0));
-        y[1] = Tail(x, w1, i, n, Vector256.Sum(a1));
-        y[2] = Tail(x, w2, i, n, Vector256.Sum(a2));
-        y[3] = Tail(x, w3, i, n, Vector256.Sum(a3));
-    }
-
-    /// <summary>One activation row against three weight rows, each exactly as <see cref="Dot.Bf16"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile1x3(float* x, ushort* w0, int n, float* y)
-    {
-        ushort* w1 = w0 + n, w2 = w1 + n;
-        Vector256<float> a0 = default, a1 = default, a2 = default;
-        int i = 0;
-        for (; i + 8 <= n; i += 8)
-        {
-            var v = Avx.LoadVector256(x + i);
-            a0 = Fma.MultiplyAdd(v, Widen8(w0 + i), a0);
-            a1 = Fma.MultiplyAdd(v, Widen8(w1 + i), a1);
-            a2 = Fma.MultiplyAdd(v, Widen8(w2 + i), a2);
-        }
-        y[0] = Tail(x, w0, i, n, Vector256.Sum(a0));
-        y[1] = Tail(x, w1, i, n, Vector256.Sum(a1));
-        y[2] = Tail(x, w2, i, n, Vector256.Sum(a2));
-    }
-
-    /// <summary>
-    /// Four activation rows (<paramref name="xStride"/> floats apart) against three weight rows (<paramref name="n"/>
-    /// apart), writing y[r·yStride + c]; each of the twelve products exactly as <see cref="Dot.Bf16"/>.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile4x3(float* x, long xStride, ushort* w0, int n, float* y, int yStride)
-    {
-        float* x1 = x + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
-        ushort* w1 = w0 + n, w2 = w1 + n;
-        Vector256<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
-        Vector256<float> a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
-        int i = 0;
-        for (; i + 8 <= n; i += 8)
-        {
-            var c0 = Widen8(w0 + i);
-            var c1 = Widen8(w1 + i);
-            var c2 = Widen8(w2 + i);
-            var v = Avx.LoadVector256(x + i);
-            a00 = Fma.MultiplyAdd(v, c0, a00); a01 = Fma.MultiplyAdd(v, c1, a01); a02 = Fma.MultiplyAdd(v, c2, a02);
-            v = Avx.LoadVector256(x1 + i);
-            a10 = Fma.MultiplyAdd(v, c0, a10); a11 = Fma.MultiplyAdd(v, c1, a11); a12 = Fma.MultiplyAdd(v, c2, a12);
-            v = Avx.LoadVector256(x2 + i);
-            a20 = Fma.MultiplyAdd(v, c0, a20); a21 = Fma.MultiplyAdd(v, c1, a21); a22 = Fma.MultiplyAdd(v, c2, a22);
-            v = Avx.LoadVector256(x3 + i);
-            a30 = Fma.MultiplyAdd(v, c0, a30); a31 = Fma.MultiplyAdd(v, c1, a31); a32 = Fma.MultiplyAdd(v, c2, a32);
-        }
-        y[0] = Tail(x, w0, i, n, Vector256.Sum(a00));
-        y[1] = Tail(x, w1, i, n, Vector256.Sum(a01));
-        y[2] = Tail(x, w2, i, n, Vector256.Sum(a02));
-        y[yStride] = Tail(x1, w0, i, n, Vector256.Sum(a10));
-        y[yStride + 1] = Tail(x1, w1, i, n, Vector256.Sum(a11));
-        y[yStride + 2] = Tail(x1, w2, i, n, Vector256.Sum(a12));
-        y[2 * yStride] = Tail(x2, w0, i, n, Vector256.Sum(a20));
-        y[2 * yStride + 1] = Tail(x2, w1, i, n, Vector256.Sum(a21));
-        y[2 * yStride + 2] = Tail(x2, w2, i, n, Vector256.Sum(a22));
-        y[3 * yStride] = Tail(x3, w0, i, n, Vector256.Sum(a30));
-        y[3 * yStride + 1] = Tail(x3, w1, i, n, Vector256.Sum(a31));
-        y[3 * yStride + 2] = Tail(x3, w2, i, n, Vector256.Sum(a32));
     }
 
     public override void DequantizeRow(int row, Span<float> destination)

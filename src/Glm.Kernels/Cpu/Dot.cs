@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 
 namespace Glm.Kernels.Cpu;
 
@@ -40,27 +39,16 @@ public static unsafe class Dot
         return sum;
     }
 
-    /// <summary>Whether <see cref="Bf16"/> runs its 8-lane form (AVX2 and FMA); otherwise it is scalar.</summary>
-    public static bool Bf16Lanes8 => Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
-
     /// <summary>
-    /// x (float32) · w (bfloat16 bits), widening BF16 by a 16-bit shift in registers: one 8-lane accumulator over
-    /// 8-value steps, one horizontal sum, scalar multiply-adds for the rest (Bf16Matrix's AVX2 tiles sum every
-    /// product in this order, so a row gives the same bits alone or in a tile). Scalar, in order, without AVX2.
+    /// x (float32) · w (bfloat16 bits), widening BF16 by a 16-bit shift in registers, in the <see cref="Lanes8"/>
+    /// order (Bf16Matrix's AVX2 tiles sum every product so, so a row gives the same bits alone or in a tile);
+    /// scalar, in order, without AVX2.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Bf16(float* x, ushort* w, int n)
     {
-        int i = 0;
+        if (Lanes8.Supported) return Lanes8.Dot<Bf16Row>(x, w, n);
         float sum = 0;
-        if (Bf16Lanes8)
-        {
-            Vector256<float> a = default;
-            for (; i + 8 <= n; i += 8)
-                a = System.Runtime.Intrinsics.X86.Fma.MultiplyAdd(Avx.LoadVector256(x + i), Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(w + i), 16).AsSingle(), a);
-            sum = Vector256.Sum(a);
-        }
-        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(x[i], BitConverter.Int32BitsToSingle(w[i] << 16), sum);
+        for (int i = 0; i < n; i++) sum = MathF.FusedMultiplyAdd(x[i], BitConverter.Int32BitsToSingle(w[i] << 16), sum);
         return sum;
     }
 
