@@ -11,7 +11,8 @@ public enum Fp8Scaling { PerTensor, PerChannel, Block }
 /// <summary>
 /// FP8 E4M3 weights with per-tensor, per-output-channel, or block (e.g. 128×128) scales; w = decode(code) · scale.
 /// Codes are decoded in registers (<see cref="Fp8E4M3.Decode8"/>): a sign extension, a shift, a mask and one
-/// multiply instead of a table lookup.
+/// multiply instead of a table lookup. AVX-512 sums each block's products and scales the block sum; AVX2 alone
+/// scales each decoded weight instead, so one accumulator a product serves the <see cref="Lanes8"/> tiles.
 /// </summary>
 public sealed unsafe class Fp8Matrix : WeightMatrix
 {
@@ -105,7 +106,7 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
     {
         byte* codes = _pCodes + (long)row * Cols;
         if (Avx512F.IsSupported && _blockCols % 16 == 0) return DotAvx512<FromCodes>(row, codes, x);
-        if (Avx2.IsSupported && Fma.IsSupported && _blockCols % 16 == 0) return DotAvx2<FromCodes>(row, codes, x);
+        if (UsesLanes8) return DotLanes8(row, x);
         float total = 0;
         for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
             total = MathF.FusedMultiplyAdd(BlockDotScalar<FromCodes>(codes, start, x + start, Math.Min(_blockCols, Cols - start)), Scale(row, b), total);
@@ -119,45 +120,20 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
     /// </summary>
     private interface IRowSource
     {
-        static abstract Vector256<float> Load8(void* row, int i);
         static abstract Vector512<float> Load16(void* row, int i);
         static abstract float Load1(void* row, int i);
     }
 
     private readonly struct FromCodes : IRowSource
     {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load8(void* row, int i) => Fp8E4M3.Decode8((byte*)row + i);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load16(void* row, int i) => Fp8E4M3.Decode16((byte*)row + i);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Load1(void* row, int i) => Fp8E4M3.ToFloat(((byte*)row)[i]);
     }
 
     private readonly struct FromDecoded : IRowSource
     {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load8(void* row, int i) => Avx.LoadVector256((float*)row + i);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load16(void* row, int i) => Avx512F.LoadVector512((float*)row + i);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Load1(void* row, int i) => ((float*)row)[i];
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private float DotAvx2<TW>(int row, void* w, float* x) where TW : struct, IRowSource
-    {
-        Vector256<float> total = default;
-        float tail = 0;
-        for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
-        {
-            int n = Math.Min(_blockCols, Cols - start), i = 0;
-            Vector256<float> a0 = default, a1 = default;
-            for (; i <= n - 16; i += 16)
-            {
-                if (typeof(TW) == typeof(FromCodes)) Sse.Prefetch0((byte*)w + start + i + PrefetchBytes);
-                a0 = Fma.MultiplyAdd(Avx.LoadVector256(x + start + i), TW.Load8(w, start + i), a0);
-                a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + start + i + 8), TW.Load8(w, start + i + 8), a1);
-            }
-            float scale = Scale(row, b);
-            total = Fma.MultiplyAdd(a0 + a1, Vector256.Create(scale), total);
-            if (i < n) tail = MathF.FusedMultiplyAdd(BlockDotScalar<TW>(w, start + i, x + start + i, n - i), scale, tail);
-        }
-        return Vector256.Sum(total) + tail;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -185,51 +161,6 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             if (i < n) tail = MathF.FusedMultiplyAdd(BlockDotScalar<TW>(w, start + i, x + start + i, n - i), scale, tail);
         }
         return Vector512.Sum(total) + tail;
-    }
-
-    /// <summary>
-    /// Four activation rows (<paramref name="stride"/> floats apart) against one decoded weight row: each weight
-    /// load serves four rows. Per row, exactly the arithmetic of <see cref="DotAvx2{TW}"/>.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DotAvx2x4(int row, float* w, float* x, long stride, float* results)
-    {
-        Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
-        float u0 = 0, u1 = 0, u2 = 0, u3 = 0;
-        float* x1 = x + stride, x2 = x1 + stride, x3 = x2 + stride;
-        for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
-        {
-            int n = Math.Min(_blockCols, Cols - start), i = 0;
-            Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default, d0 = default, d1 = default;
-            for (; i <= n - 16; i += 16)
-            {
-                int k = start + i;
-                var w0 = Avx.LoadVector256(w + k);
-                var w1 = Avx.LoadVector256(w + k + 8);
-                a0 = Fma.MultiplyAdd(Avx.LoadVector256(x + k), w0, a0); a1 = Fma.MultiplyAdd(Avx.LoadVector256(x + k + 8), w1, a1);
-                b0 = Fma.MultiplyAdd(Avx.LoadVector256(x1 + k), w0, b0); b1 = Fma.MultiplyAdd(Avx.LoadVector256(x1 + k + 8), w1, b1);
-                c0 = Fma.MultiplyAdd(Avx.LoadVector256(x2 + k), w0, c0); c1 = Fma.MultiplyAdd(Avx.LoadVector256(x2 + k + 8), w1, c1);
-                d0 = Fma.MultiplyAdd(Avx.LoadVector256(x3 + k), w0, d0); d1 = Fma.MultiplyAdd(Avx.LoadVector256(x3 + k + 8), w1, d1);
-            }
-            var scale = Vector256.Create(Scale(row, b));
-            t0 = Fma.MultiplyAdd(a0 + a1, scale, t0);
-            t1 = Fma.MultiplyAdd(b0 + b1, scale, t1);
-            t2 = Fma.MultiplyAdd(c0 + c1, scale, t2);
-            t3 = Fma.MultiplyAdd(d0 + d1, scale, t3);
-            if (i < n)
-            {
-                float s = scale.ToScalar();
-                int k = start + i;
-                u0 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x + k, n - i), s, u0);
-                u1 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x1 + k, n - i), s, u1);
-                u2 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x2 + k, n - i), s, u2);
-                u3 = MathF.FusedMultiplyAdd(BlockDotScalar<FromDecoded>(w, k, x3 + k, n - i), s, u3);
-            }
-        }
-        results[0] = Vector256.Sum(t0) + u0;
-        results[1] = Vector256.Sum(t1) + u1;
-        results[2] = Vector256.Sum(t2) + u2;
-        results[3] = Vector256.Sum(t3) + u3;
     }
 
     /// <summary>
@@ -323,77 +254,67 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
     [ThreadStatic] private static float[]? t_decodedRows;
 
     /// <summary>
-    /// Batches (two activation rows or more): weight rows are decoded into float32 once per call and block of
-    /// activation rows (L1/L2-resident at the usual widths). With AVX-512 two at a time, for the 4 x 2 tile
-    /// (1.3-1.65x over one weight row at a time at M = 64-256, M = 16 within noise), with AVX2 one at a time for the
-    /// four-row kernel; activation rows left over go one at a time.
+    /// AVX-512 batches (two activation rows or more): weight rows are decoded into float32 once per call and block
+    /// of activation rows (L1/L2-resident at the usual widths), two at a time for the 4 x 2 tile (1.3-1.65x over one
+    /// weight row at a time at M = 64-256, M = 16 within noise); activation rows left over go one at a time.
     /// </summary>
-    private void MultiplyRowsBatched(float* x, int m, float* y, int yStride, int rowStart, int rowEnd, bool avx512)
+    private void MultiplyRowsBatched(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
     {
         var buffer = t_decodedRows;
         if (buffer is null || buffer.Length < 2 * Cols) t_decodedRows = buffer = GC.AllocateUninitializedArray<float>(2 * Cols, pinned: true);
-        float* results = stackalloc float[4];
         long k = Cols;
         fixed (float* decoded = buffer)
         {
             int n = rowStart;
-            if (avx512)
-                for (; n + 2 <= rowEnd; n += 2)
+            for (; n + 2 <= rowEnd; n += 2)
+            {
+                DecodeRow(_pCodes + (long)n * Cols, decoded);
+                DecodeRow(_pCodes + (long)(n + 1) * Cols, decoded + Cols);
+                int i = 0;
+                for (; i + 4 <= m; i += 4) DotAvx512Tile4x2(n, decoded, x + i * k, k, y + (long)i * yStride + n, yStride);
+                for (; i < m; i++)
                 {
-                    DecodeRow(_pCodes + (long)n * Cols, decoded, avx512);
-                    DecodeRow(_pCodes + (long)(n + 1) * Cols, decoded + Cols, avx512);
-                    int i = 0;
-                    for (; i + 4 <= m; i += 4) DotAvx512Tile4x2(n, decoded, x + i * k, k, y + (long)i * yStride + n, yStride);
-                    for (; i < m; i++)
-                    {
-                        y[(long)i * yStride + n] = DotAvx512<FromDecoded>(n, decoded, x + i * k);
-                        y[(long)i * yStride + n + 1] = DotAvx512<FromDecoded>(n + 1, decoded + Cols, x + i * k);
-                    }
+                    y[(long)i * yStride + n] = DotAvx512<FromDecoded>(n, decoded, x + i * k);
+                    y[(long)i * yStride + n + 1] = DotAvx512<FromDecoded>(n + 1, decoded + Cols, x + i * k);
                 }
+            }
             for (; n < rowEnd; n++)
             {
-                DecodeRow(_pCodes + (long)n * Cols, decoded, avx512);
-                int i = 0;
-                if (!avx512)
-                    for (; i + 4 <= m; i += 4)
-                    {
-                        DotAvx2x4(n, decoded, x + i * k, k, results);
-                        for (int j = 0; j < 4; j++) y[(long)(i + j) * yStride + n] = results[j];
-                    }
-                for (; i < m; i++)
-                    y[(long)i * yStride + n] = avx512 ? DotAvx512<FromDecoded>(n, decoded, x + i * k) : DotAvx2<FromDecoded>(n, decoded, x + i * k);
+                DecodeRow(_pCodes + (long)n * Cols, decoded);
+                for (int i = 0; i < m; i++) y[(long)i * yStride + n] = DotAvx512<FromDecoded>(n, decoded, x + i * k);
             }
         }
     }
 
-    /// <summary>One row's codes as float32 (unscaled), with the same in-register decode the one-row kernels use.</summary>
+    /// <summary>One row's codes as float32 (unscaled), with the same in-register decode the one-row AVX-512 kernels use.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DecodeRow(byte* codes, float* destination, bool avx512)
+    private void DecodeRow(byte* codes, float* destination)
     {
         int i = 0;
-        if (avx512)
-            for (; i <= Cols - 16; i += 16) Avx512F.Store(destination + i, Fp8E4M3.Decode16(codes + i));
-        else
-            for (; i <= Cols - 8; i += 8) Avx.Store(destination + i, Fp8E4M3.Decode8(codes + i));
+        for (; i <= Cols - 16; i += 16) Avx512F.Store(destination + i, Fp8E4M3.Decode16(codes + i));
         for (; i < Cols; i++) destination[i] = Fp8E4M3.ToFloat(codes[i]);
     }
 
     /// <summary>
-    /// Batches decode each weight row once for all activation rows (<see cref="MultiplyRowsBatched"/>). Decode
-    /// (one activation row) wider than L1 holds takes weight rows in pairs, so each x load from L2 serves two
-    /// rows; each row's arithmetic is that of the one-row kernel of the same instruction set.
+    /// With AVX-512, batches decode each weight row once for all activation rows (<see cref="MultiplyRowsBatched"/>);
+    /// decode (one activation row) wider than L1 holds takes weight rows in pairs, so each x load from L2 serves two
+    /// rows; each row's arithmetic is that of the one-row kernel. With AVX2 only, the <see cref="Lanes8"/> kernels.
     /// </summary>
     public override void MultiplyRows(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
     {
-        bool avx512 = Avx512F.IsSupported, avx2 = Avx2.IsSupported && Fma.IsSupported;
-        if (!(avx512 || avx2) || _blockCols % 16 != 0)
+        if (UsesLanes8)
+        {
+            MultiplyLanes8(x, m, y, yStride, rowStart, rowEnd);
+            return;
+        }
+        if (!Avx512F.IsSupported || _blockCols % 16 != 0)
         {
             base.MultiplyRows(x, m, y, yStride, rowStart, rowEnd);
             return;
         }
         if (m > 1)
         {
-            MultiplyRowsBatched(x, m, y, yStride, rowStart, rowEnd, avx512);
+            MultiplyRowsBatched(x, m, y, yStride, rowStart, rowEnd);
             return;
         }
         if (!XOutgrowsL1)
@@ -402,45 +323,128 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             return;
         }
         int n = rowStart;
-        for (; n + 2 <= rowEnd; n += 2)
-        {
-            if (avx512) DotAvx512Rows2(n, x, out y[n], out y[n + 1]);
-            else DotAvx2Rows2(n, x, out y[n], out y[n + 1]);
-        }
+        for (; n + 2 <= rowEnd; n += 2) DotAvx512Rows2(n, x, out y[n], out y[n + 1]);
         if (n < rowEnd) y[n] = DotRow(n, x);
     }
 
+    /// <summary>
+    /// AVX2 without AVX-512: every product in the <see cref="Lanes8"/> order over the weight row decoded and scaled
+    /// (w_k = decode(code_k) · the scale of its block), so decode reads the codes four rows at a time and batches
+    /// decode three weight rows once into float32 for 4 x 3 tiles, with the same bits.
+    /// </summary>
+    private bool UsesLanes8 => !Avx512F.IsSupported && Lanes8.Supported && _blockCols % 8 == 0;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DotAvx2Rows2(int row, float* x, out float r0, out float r1)
+    private float DotLanes8(int row, float* x)
     {
-        byte* c0 = _pCodes + (long)row * Cols, c1 = c0 + Cols;
-        Vector256<float> total0 = default, total1 = default;
-        float tail0 = 0, tail1 = 0;
-        for (int start = 0, b = 0; start < Cols; start += _blockCols, b++)
+        byte* codes = _pCodes + (long)row * Cols;
+        Vector256<float> a = default;
+        int i = 0;
+        for (int b = 0; i + 8 <= Cols; b++)
         {
-            int n = Math.Min(_blockCols, Cols - start), i = 0;
-            Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
-            for (; i <= n - 16; i += 16)
+            var scale = Vector256.Create(Scale(row, b));
+            for (int end = Math.Min(Cols, (b + 1) * _blockCols); i + 8 <= end; i += 8)
             {
-                Sse.Prefetch0(c0 + start + i + PrefetchBytes); Sse.Prefetch0(c1 + start + i + PrefetchBytes);
-                var x0 = Avx.LoadVector256(x + start + i);
-                var x1 = Avx.LoadVector256(x + start + i + 8);
-                a0 = Fma.MultiplyAdd(x0, Fp8E4M3.Decode8(c0 + start + i), a0);
-                a1 = Fma.MultiplyAdd(x1, Fp8E4M3.Decode8(c0 + start + i + 8), a1);
-                b0 = Fma.MultiplyAdd(x0, Fp8E4M3.Decode8(c1 + start + i), b0);
-                b1 = Fma.MultiplyAdd(x1, Fp8E4M3.Decode8(c1 + start + i + 8), b1);
-            }
-            float s0 = Scale(row, b), s1 = Scale(row + 1, b);
-            total0 = Fma.MultiplyAdd(a0 + a1, Vector256.Create(s0), total0);
-            total1 = Fma.MultiplyAdd(b0 + b1, Vector256.Create(s1), total1);
-            if (i < n)
-            {
-                tail0 = MathF.FusedMultiplyAdd(BlockDotScalar<FromCodes>(c0, start + i, x + start + i, n - i), s0, tail0);
-                tail1 = MathF.FusedMultiplyAdd(BlockDotScalar<FromCodes>(c1, start + i, x + start + i, n - i), s1, tail1);
+                if ((i & 63) == 0) Sse.Prefetch0(codes + i + PrefetchBytes);
+                a = Fma.MultiplyAdd(Avx.LoadVector256(x + i), Fp8E4M3.DecodeScaled8(codes + i, scale), a);
             }
         }
-        r0 = Vector256.Sum(total0) + tail0;
-        r1 = Vector256.Sum(total1) + tail1;
+        float sum = Vector256.Sum(a);
+        for (; i < Cols; i++) sum = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(codes[i]) * Scale(row, i / _blockCols), sum);
+        return sum;
+    }
+
+    /// <summary>Decode: one activation row against four weight rows' codes, each exactly as <see cref="DotLanes8"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Tile1x4Lanes8(int row, float* x, float* y)
+    {
+        long k = Cols;
+        byte* c0 = _pCodes + row * k, c1 = c0 + k, c2 = c1 + k, c3 = c2 + k;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        int i = 0;
+        for (int b = 0; i + 8 <= Cols; b++)
+        {
+            var s0 = Vector256.Create(Scale(row, b));
+            var s1 = Vector256.Create(Scale(row + 1, b));
+            var s2 = Vector256.Create(Scale(row + 2, b));
+            var s3 = Vector256.Create(Scale(row + 3, b));
+            for (int end = Math.Min(Cols, (b + 1) * _blockCols); i + 8 <= end; i += 8)
+            {
+                if ((i & 63) == 0)
+                {
+                    Sse.Prefetch0(c0 + i + PrefetchBytes);
+                    Sse.Prefetch0(c1 + i + PrefetchBytes);
+                    Sse.Prefetch0(c2 + i + PrefetchBytes);
+                    Sse.Prefetch0(c3 + i + PrefetchBytes);
+                }
+                var v = Avx.LoadVector256(x + i);
+                a0 = Fma.MultiplyAdd(v, Fp8E4M3.DecodeScaled8(c0 + i, s0), a0);
+                a1 = Fma.MultiplyAdd(v, Fp8E4M3.DecodeScaled8(c1 + i, s1), a1);
+                a2 = Fma.MultiplyAdd(v, Fp8E4M3.DecodeScaled8(c2 + i, s2), a2);
+                a3 = Fma.MultiplyAdd(v, Fp8E4M3.DecodeScaled8(c3 + i, s3), a3);
+            }
+        }
+        float r0 = Vector256.Sum(a0), r1 = Vector256.Sum(a1), r2 = Vector256.Sum(a2), r3 = Vector256.Sum(a3);
+        for (; i < Cols; i++)
+        {
+            int b = i / _blockCols;
+            r0 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(c0[i]) * Scale(row, b), r0);
+            r1 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(c1[i]) * Scale(row + 1, b), r1);
+            r2 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(c2[i]) * Scale(row + 2, b), r2);
+            r3 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(c3[i]) * Scale(row + 3, b), r3);
+        }
+        y[0] = r0;
+        y[1] = r1;
+        y[2] = r2;
+        y[3] = r3;
+    }
+
+    /// <summary>One row decoded and scaled into float32, each value exactly as <see cref="DotLanes8"/> multiplies it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DecodeScaledRow(int row, float* destination)
+    {
+        byte* codes = _pCodes + (long)row * Cols;
+        int i = 0;
+        for (int b = 0; i + 8 <= Cols; b++)
+        {
+            var scale = Vector256.Create(Scale(row, b));
+            for (int end = Math.Min(Cols, (b + 1) * _blockCols); i + 8 <= end; i += 8) Avx.Store(destination + i, Fp8E4M3.DecodeScaled8(codes + i, scale));
+        }
+        for (; i < Cols; i++) destination[i] = Fp8E4M3.ToFloat(codes[i]) * Scale(row, i / _blockCols);
+    }
+
+    /// <summary>This thread's float32 copy of three decoded, scaled weight rows (the 4 x 3 tiles' weights).</summary>
+    [ThreadStatic] private static float[]? t_scaledRows;
+
+    private void MultiplyLanes8(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
+    {
+        int n = rowStart;
+        if (m == 1)
+        {
+            for (; n + 4 <= rowEnd; n += 4) Tile1x4Lanes8(n, x, y + n);
+            for (; n < rowEnd; n++) y[n] = DotLanes8(n, x);
+            return;
+        }
+        var buffer = t_scaledRows;
+        if (buffer is null || buffer.Length < 3 * Cols) t_scaledRows = buffer = GC.AllocateUninitializedArray<float>(3 * Cols, pinned: true);
+        long k = Cols;
+        fixed (float* decoded = buffer)
+        {
+            for (; n + 3 <= rowEnd; n += 3)
+            {
+                DecodeScaledRow(n, decoded);
+                DecodeScaledRow(n + 1, decoded + k);
+                DecodeScaledRow(n + 2, decoded + 2 * k);
+                int i = 0;
+                for (; i + 4 <= m; i += 4) Lanes8.Tile4x3<F32Row>(x + i * k, k, (byte*)decoded, 4 * k, Cols, y + (long)i * yStride + n, yStride);
+                for (; i < m; i++) Lanes8.Tile1x3<F32Row>(x + i * k, (byte*)decoded, 4 * k, Cols, y + (long)i * yStride + n);
+            }
+            for (; n < rowEnd; n++)
+            {
+                DecodeScaledRow(n, decoded);
+                for (int i = 0; i < m; i++) y[(long)i * yStride + n] = Lanes8.Dot<F32Row>(x + i * k, decoded, Cols);
+            }
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -54,6 +54,10 @@ public static class Fp8E4M3
         return Avx.Multiply(bits.AsSingle(), Vector256.Create(TwoTo120));
     }
 
+    /// <summary>8 codes decoded and multiplied by a scale: each lane rounds exactly as <see cref="ToFloat"/>(code) · scale.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<float> DecodeScaled8(byte* codes, Vector256<float> scale) => Avx.Multiply(Decode8(codes), scale);
+
     /// <summary>The same for 16 codes with AVX-512.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector512<float> Decode16(byte* codes)
