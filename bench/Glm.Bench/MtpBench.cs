@@ -157,8 +157,8 @@ public static class MtpBench
             EngineStats? stats = null;
             for (int round = 0; round < 3; round++)
             {
-                plain.Add(TokensPerSecond(plainModel, prompts, false, out _));
-                spec.Add(TokensPerSecond(mtpModel, prompts, true, out stats));
+                plain.Add(SpecBench.TokensPerSecond(plainModel, prompts, null, out _));
+                spec.Add(SpecBench.TokensPerSecond(mtpModel, prompts, null, out stats, mtp: true));
             }
             plain.Sort();
             spec.Sort();
@@ -244,23 +244,6 @@ public static class MtpBench
         double full1 = fullLayers * layer1 + head1, fullMtp = fullLayers * layer2 + head2 + pass;
         Console.WriteLine($"| {name} | {one * 1e3:F1} | {two * 1e3:F1} ({layer2 / layer1:F2}x a layer) | {pass * 1e3:F1} | {head1 * 1e3:F1} | " +
             $"{(two + pass) / one:F2}x | {fullMtp / full1:F2}x | {1.85 * full1 / fullMtp:F2}x |");
-    }
-
-    private static double TokensPerSecond(CausalLM model, List<int[]> prompts, bool mtp, out EngineStats stats)
-    {
-        var runner = new ModelRunner(model, KvCacheDType.F32, 512, 16, ownsModel: false);
-        using var engine = new LlmEngine(runner, new EngineOptions { MaxNumSeqs = 1, MaxNumBatchedTokens = 2048, MaxModelLen = 4096, EnablePrefixCaching = false, MtpDrafting = mtp });
-        long tokens = 0;
-        var sw = Stopwatch.StartNew();
-        foreach (var prompt in prompts)
-        {
-            var seq = engine.Submit(prompt, new SamplingParams { Temperature = 0, MaxTokens = 64, IgnoreEos = true });
-            foreach (var o in seq.Output.Reader.ReadAllAsync().ToBlockingEnumerable())
-                if (o.Token >= 0) tokens++;
-        }
-        double seconds = sw.Elapsed.TotalSeconds;
-        stats = engine.Stats;
-        return tokens / seconds;
     }
 
     private static List<int[]> Probes(string dir) =>

@@ -76,10 +76,14 @@ public static class SpecBench
             $"where decode reads the weights once per step, s tokens per step give about s x {one / verify:F2} of plain decoding's speed.");
     }
 
-    private static double TokensPerSecond(CausalLM model, List<int[]> prompts, NgramProposer? speculation, out EngineStats stats)
+    /// <summary>Greedy decoding of each prompt in turn (batch 1, 64 new tokens): output tokens per second, and the engine's counters.</summary>
+    internal static double TokensPerSecond(CausalLM model, List<int[]> prompts, NgramProposer? speculation, out EngineStats stats, bool mtp = false)
     {
         var runner = new ModelRunner(model, KvCacheDType.F32, 512, 16, ownsModel: false);
-        using var engine = new LlmEngine(runner, new EngineOptions { MaxNumSeqs = 1, MaxNumBatchedTokens = 2048, MaxModelLen = 4096, EnablePrefixCaching = false, Speculation = speculation });
+        using var engine = new LlmEngine(runner, new EngineOptions
+        {
+            MaxNumSeqs = 1, MaxNumBatchedTokens = 2048, MaxModelLen = 4096, EnablePrefixCaching = false, Speculation = speculation, MtpDrafting = mtp,
+        });
         long tokens = 0;
         var sw = Stopwatch.StartNew();
         foreach (var prompt in prompts)
