@@ -111,7 +111,7 @@ public sealed class ModelHost : IDisposable
             config.ArchitectureName, worker.Name, model.ParameterCount(), config.NumLayers, config.HiddenSize, config.VocabSize,
             string.Join(", ", bytes.Select(kv => $"{kv.Key} {kv.Value / 1048576.0:F1} MiB")), started.Elapsed.TotalSeconds);
         log.Information("KV cache: {Blocks} blocks x {BlockSize} tokens = {Tokens:N0} tokens, {DType}, {PerToken} bytes/token/layer, {MiB:F1} MiB; max-model-len {MaxLen}",
-            blocks, o.BlockSize, (long)blocks * o.BlockSize, kvDType.Name(), runner.KvBytesPerToken / Math.Max(1, config.NumLayers),
+            blocks, o.BlockSize, (long)blocks * o.BlockSize, kvDType.Name(), runner.KvBytesPerToken / Math.Max(1, model.CacheLayout.Layers),
             (double)blocks * bytesPerBlock / 1048576, maxModelLen);
         if (model.IndexerCacheLayout is { } indexer)
             log.Information("DSA indexer keys: {Layers} full layers x {Dim} values a token, {DType}, counted in the pool above", indexer.Layers, indexer.KeyDim,
