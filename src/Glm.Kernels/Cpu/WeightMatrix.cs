@@ -53,7 +53,7 @@ public abstract class WeightMatrix : IDisposable
     /// <summary>Rows [start, end) of y, the activations taken <see cref="ActivationBlockRows"/> at a time.</summary>
     private unsafe void MultiplyBlocked(float* x, int m, float* y, int start, int end)
     {
-        int block = ActivationBlockRows(Cols * sizeof(float));
+        int block = Math.Max(4, ActivationBlockBytes / (Cols * sizeof(float)) & ~3);
         for (int i = 0; i < m; i += block)
             MultiplyRows(x + (long)i * Cols, Math.Min(block, m - i), y + (long)i * Rows, Rows, start, end);
     }
@@ -63,6 +63,12 @@ public abstract class WeightMatrix : IDisposable
     /// rows a weight row meets stay in the core's L2 instead of streaming from L3 once per weight row.
     /// </summary>
     public static int ActivationBlockRows(int bytesPerRow) => Math.Max(4, MatMul.ActivationBlockBytes / bytesPerRow & ~3);
+
+    /// <summary>
+    /// The activation bytes this format's batched kernels take at a time (<see cref="MatMul.ActivationBlockBytes"/>
+    /// unless a format that prepares each weight row per block, as FP8 decodes it, gains from larger blocks).
+    /// </summary>
+    protected virtual int ActivationBlockBytes => MatMul.ActivationBlockBytes;
 
     /// <summary>
     /// y[m, n] = Σ_k x[m, k] · W[n, k] for rows [rowStart, rowEnd). Formats override this to share a weight
