@@ -50,10 +50,10 @@ public abstract class WeightMatrix : IDisposable
     /// </summary>
     public virtual unsafe void MultiplyOnThisThread(float* x, int m, float* y) => MultiplyBlocked(x, m, y, 0, Rows);
 
-    /// <summary>Rows [start, end) of y, the activations taken <see cref="ActivationBlockRows"/> at a time.</summary>
+    /// <summary>Rows [start, end) of y, the activations taken <see cref="ActivationBlockBytes"/> at a time.</summary>
     private unsafe void MultiplyBlocked(float* x, int m, float* y, int start, int end)
     {
-        int block = Math.Max(4, ActivationBlockBytes / (Cols * sizeof(float)) & ~3);
+        int block = RowsPerBlock(ActivationBlockBytes, Cols * sizeof(float));
         for (int i = 0; i < m; i += block)
             MultiplyRows(x + (long)i * Cols, Math.Min(block, m - i), y + (long)i * Rows, Rows, start, end);
     }
@@ -62,7 +62,9 @@ public abstract class WeightMatrix : IDisposable
     /// Batches are taken this many activation rows at a time (a multiple of 4, the batched kernels' width), so the
     /// rows a weight row meets stay in the core's L2 instead of streaming from L3 once per weight row.
     /// </summary>
-    public static int ActivationBlockRows(int bytesPerRow) => Math.Max(4, MatMul.ActivationBlockBytes / bytesPerRow & ~3);
+    public static int ActivationBlockRows(int bytesPerRow) => RowsPerBlock(MatMul.ActivationBlockBytes, bytesPerRow);
+
+    private static int RowsPerBlock(int blockBytes, int bytesPerRow) => Math.Max(4, blockBytes / bytesPerRow & ~3);
 
     /// <summary>
     /// The activation bytes this format's batched kernels take at a time (<see cref="MatMul.ActivationBlockBytes"/>
