@@ -63,9 +63,7 @@ public sealed unsafe class Bf16Matrix : WeightMatrix
         // four-accumulator kernels they replaced: 2.2-2.5x the GFLOP/s at M = 64-512 and K = 4096, decode 1.3-1.7x
         // the GB/s (single thread, a 2-core AVX2 machine).
         else if (Lanes8.Supported) Lanes8.Multiply<Bf16Row>(x, m, Cols, (byte*)_data, 2L * Cols, y, yStride, rowStart, rowEnd);
-        else
-            for (int n = rowStart; n < rowEnd; n++)
-                for (int i = 0; i < m; i++) y[(long)i * yStride + n] = Dot.Bf16(x + (long)i * Cols, _data + (long)n * Cols, Cols);
+        else base.MultiplyRows(x, m, y, yStride, rowStart, rowEnd); // scalar: DotRow (Dot.Bf16) for each product
     }
 
     /// <summary>

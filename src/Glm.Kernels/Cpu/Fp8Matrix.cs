@@ -436,22 +436,14 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
         if (buffer is null || buffer.Length < 3 * Cols) t_scaledRows = buffer = GC.AllocateUninitializedArray<float>(3 * Cols, pinned: true);
         long k = Cols;
         fixed (float* decoded = buffer)
-        {
-            for (; n + 3 <= rowEnd; n += 3)
+            for (; n < rowEnd; n += 3)
             {
-                DecodeScaledRow(n, decoded);
-                DecodeScaledRow(n + 1, decoded + k);
-                DecodeScaledRow(n + 2, decoded + 2 * k);
-                int i = 0;
-                for (; i + 4 <= m; i += 4) Lanes8.Tile4x3<F32Row>(x + i * k, k, (byte*)decoded, 4 * k, Cols, y + (long)i * yStride + n, yStride);
-                for (; i < m; i++) Lanes8.Tile1x3<F32Row>(x + i * k, (byte*)decoded, 4 * k, Cols, y + (long)i * yStride + n);
+                // Up to three weight rows decoded, then the float32 kernels over them as a matrix of their own
+                // (its rows 0..2 are this matrix's n..n+2, hence y + n).
+                int rows = Math.Min(3, rowEnd - n);
+                for (int r = 0; r < rows; r++) DecodeScaledRow(n + r, decoded + r * k);
+                Lanes8.Multiply<F32Row>(x, m, Cols, (byte*)decoded, 4 * k, y + n, yStride, 0, rows);
             }
-            for (; n < rowEnd; n++)
-            {
-                DecodeScaledRow(n, decoded);
-                for (int i = 0; i < m; i++) y[(long)i * yStride + n] = Lanes8.Dot<F32Row>(x + i * k, decoded, Cols);
-            }
-        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
