@@ -255,8 +255,8 @@ public sealed class LlmEngine : IDisposable
             if (seq.Status == SequenceStatus.Finished) continue;
             int before = computedBefore[i], count = seq.NumComputed - before;
             if (count <= 0) continue;
-            // A draft is worth making when a token after the next one may still come.
-            bool wants = seq.NumComputed == seq.Length - 1 && seq.Sampling.MaxTokens - seq.GeneratedCount >= 2 && seq.Length < Options.MaxModelLen;
+            // A draft is worth making for a decoding sequence with room for a token after the next one.
+            bool wants = seq.NumComputed == seq.Length - 1 && DraftLimit(seq, 1) > 0;
             segments.Add(new SequenceInput(ids.Count, count, before, seq.BlockTable, wants ? 1 : 0));
             for (int k = 0; k < count; k++)
             {
@@ -278,8 +278,7 @@ public sealed class LlmEngine : IDisposable
     /// <summary>The MTP layer's draft from the last step, while it is still the one for the sequence's next position.</summary>
     private int[]? MtpDraft(Sequence seq, int budget)
     {
-        if (seq.MtpDraft < 0 || seq.MtpDraftPosition != seq.Length || budget < 1) return null;
-        if (seq.Sampling.MaxTokens - seq.GeneratedCount < 2 || seq.Length >= Options.MaxModelLen) return null;
+        if (seq.MtpDraft < 0 || seq.MtpDraftPosition != seq.Length || DraftLimit(seq, budget) < 1) return null;
         return [seq.MtpDraft];
     }
 
@@ -319,12 +318,16 @@ public sealed class LlmEngine : IDisposable
         return reason != FinishReason.None;
     }
 
-    /// <summary>A prompt-lookup draft for a decoding sequence, no longer than its remaining tokens, the context or the step's budget allow.</summary>
+    /// <summary>A prompt-lookup draft for a decoding sequence, no longer than <see cref="DraftLimit"/> allows.</summary>
     private int[]? Draft(NgramProposer proposer, Sequence seq, int budget)
     {
-        int limit = Math.Min(budget, Math.Min(seq.Sampling.MaxTokens - seq.GeneratedCount - 1, Options.MaxModelLen - seq.Length));
+        int limit = DraftLimit(seq, budget);
         return limit > 0 ? proposer.Propose(seq.Tokens, limit) : null;
     }
+
+    /// <summary>The most draft tokens a decoding sequence can use: after the next token, its remaining tokens, the context and the step's budget.</summary>
+    private int DraftLimit(Sequence seq, int budget) =>
+        Math.Min(budget, Math.Min(seq.Sampling.MaxTokens - seq.GeneratedCount - 1, Options.MaxModelLen - seq.Length));
 
     /// <summary>Whether the device's sampler draws this sequence's next token exactly as <see cref="Sampler"/> would.</summary>
     private static bool DeviceSamplable(Sequence seq)
