@@ -37,6 +37,18 @@ public class EngineTests
         return tokens.ToArray();
     }
 
+    /// <summary>Each prompt decoded on its own, one request after another: the reference the batched runs are held to.</summary>
+    internal static async Task<List<int[]>> OneAtATime(LlmEngine engine, IReadOnlyList<int[]> prompts, Func<int, SamplingParams> sampling)
+    {
+        var outputs = new List<int[]>();
+        for (int i = 0; i < prompts.Count; i++) outputs.Add(await Collect(engine.Submit(prompts[i], sampling(i))));
+        return outputs;
+    }
+
+    /// <summary>Every prompt submitted at once (continuous batching), each one's tokens in prompt order.</summary>
+    internal static Task<int[][]> AllAtOnce(LlmEngine engine, IReadOnlyList<int[]> prompts, Func<int, SamplingParams> sampling) =>
+        Task.WhenAll(prompts.Select((p, i) => engine.Submit(p, sampling(i))).ToList().Select(Collect));
+
     private static readonly SamplingParams Greedy = new() { Temperature = 0, MaxTokens = 12, IgnoreEos = true };
 
     [Theory]
@@ -208,12 +220,11 @@ public class SpeculativeDecodingTests
     {
         var prompts = RepetitivePrompts();
         SamplingParams Params(int i) => new() { Temperature = temperature, MaxTokens = 24, IgnoreEos = true, Seed = (ulong)(40 + i) };
-        var expected = new List<int[]>();
-        using (var plain = Start(arch, null))
-            for (int i = 0; i < prompts.Count; i++) expected.Add(await EngineTests.Collect(plain.Submit(prompts[i], Params(i))));
+        List<int[]> expected;
+        using (var plain = Start(arch, null)) expected = await EngineTests.OneAtATime(plain, prompts, Params);
 
         using var engine = Start(arch, new NgramProposer(4, minN: 1, maxN: 3));
-        var results = await Task.WhenAll(prompts.Select((p, i) => engine.Submit(p, Params(i))).ToList().Select(EngineTests.Collect));
+        var results = await EngineTests.AllAtOnce(engine, prompts, Params);
         for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
         var stats = engine.Stats;
         Assert.True(stats.SpecDraftTokens > 0, "the repetitive prompts should produce drafts");
@@ -227,11 +238,10 @@ public class SpeculativeDecodingTests
     {
         var prompts = RepetitivePrompts();
         var greedy = new SamplingParams { Temperature = 0, MaxTokens = 20, IgnoreEos = true };
-        var expected = new List<int[]>();
-        using (var plain = Start("glm4_moe", null, prefixCaching: false))
-            foreach (var p in prompts) expected.Add(await EngineTests.Collect(plain.Submit(p, greedy)));
+        List<int[]> expected;
+        using (var plain = Start("glm4_moe", null, prefixCaching: false)) expected = await EngineTests.OneAtATime(plain, prompts, _ => greedy);
         using var engine = Start("glm4_moe", new NgramProposer(6), prefixCaching: false, numBlocks: 40);
-        var results = await Task.WhenAll(prompts.Select(p => engine.Submit(p, greedy)).ToList().Select(EngineTests.Collect));
+        var results = await EngineTests.AllAtOnce(engine, prompts, _ => greedy);
         for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
     }
 

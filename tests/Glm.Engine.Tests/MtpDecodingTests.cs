@@ -32,11 +32,10 @@ public class MtpDecodingTests
     {
         var prompts = Prompts();
         var greedy = new SamplingParams { Temperature = 0, MaxTokens = 20, IgnoreEos = true };
-        var expected = new List<int[]>();
-        using (var plain = Start(Fixtures.Dir("glm4_moe"), mtp: false, quantization: quantization))
-            foreach (var p in prompts) expected.Add(await EngineTests.Collect(plain.Submit(p, greedy)));
+        List<int[]> expected;
+        using (var plain = Start(Fixtures.Dir("glm4_moe"), mtp: false, quantization: quantization)) expected = await EngineTests.OneAtATime(plain, prompts, _ => greedy);
         using var engine = Start(MtpModels.With(Fixtures.Dir("glm4_moe"), MtpKind.HiddenEcho), mtp: true, quantization: quantization);
-        var results = await Task.WhenAll(prompts.Select(p => engine.Submit(p, greedy)).ToList().Select(EngineTests.Collect));
+        var results = await EngineTests.AllAtOnce(engine, prompts, _ => greedy);
         for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
         Assert.True(engine.Stats.SpecAcceptedTokens > 0, "the hidden-echo layer, quantized too, still drafts repeats");
     }
@@ -54,12 +53,11 @@ public class MtpDecodingTests
     {
         var prompts = Prompts();
         SamplingParams Params(int i) => new() { Temperature = temperature, MaxTokens = 24 + i, IgnoreEos = true, Seed = (ulong)(70 + i) };
-        var expected = new List<int[]>();
-        using (var plain = Start(Fixtures.Dir(arch), mtp: false))
-            for (int i = 0; i < prompts.Count; i++) expected.Add(await EngineTests.Collect(plain.Submit(prompts[i], Params(i))));
+        List<int[]> expected;
+        using (var plain = Start(Fixtures.Dir(arch), mtp: false)) expected = await EngineTests.OneAtATime(plain, prompts, Params);
 
         using var engine = Start(MtpModels.With(Fixtures.Dir(arch), kind), mtp: true);
-        var results = await Task.WhenAll(prompts.Select((p, i) => engine.Submit(p, Params(i))).ToList().Select(EngineTests.Collect));
+        var results = await EngineTests.AllAtOnce(engine, prompts, Params);
         for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
         var stats = engine.Stats;
         Assert.True(stats.SpecDraftTokens > 0, "every decoding step after the first should carry an MTP draft");
@@ -73,11 +71,10 @@ public class MtpDecodingTests
     {
         var prompts = Prompts();
         var greedy = new SamplingParams { Temperature = 0, MaxTokens = 20, IgnoreEos = true };
-        var expected = new List<int[]>();
-        using (var plain = Start(Fixtures.Dir("glm4_moe"), mtp: false, prefixCaching: false))
-            foreach (var p in prompts) expected.Add(await EngineTests.Collect(plain.Submit(p, greedy)));
+        List<int[]> expected;
+        using (var plain = Start(Fixtures.Dir("glm4_moe"), mtp: false, prefixCaching: false)) expected = await EngineTests.OneAtATime(plain, prompts, _ => greedy);
         using var engine = Start(MtpModels.With(Fixtures.Dir("glm4_moe"), MtpKind.HiddenEcho), mtp: true, prefixCaching: false, numBlocks: 30, maxBatchedTokens: 13);
-        var results = await Task.WhenAll(prompts.Select(p => engine.Submit(p, greedy)).ToList().Select(EngineTests.Collect));
+        var results = await EngineTests.AllAtOnce(engine, prompts, _ => greedy);
         for (int i = 0; i < prompts.Count; i++) Assert.Equal(expected[i], results[i]);
         Assert.True(engine.Stats.Preemptions > 0, "30 blocks of 4 should not hold seven sequences at once");
     }
@@ -143,7 +140,7 @@ public class MtpDecodingTests
         var prompts = Prompts();
         var greedy = new SamplingParams { Temperature = 0, MaxTokens = 24, IgnoreEos = true };
         using var engine = Start(dir, mtp: true);
-        var outputs = await Task.WhenAll(prompts.Select(p => engine.Submit(p, greedy)).ToList().Select(EngineTests.Collect));
+        var outputs = await EngineTests.AllAtOnce(engine, prompts, _ => greedy);
         using var model = ModelLoader.Load(dir, withMtp: true);
         long drafted = 0, accepted = 0;
         for (int i = 0; i < prompts.Count; i++)
