@@ -47,16 +47,17 @@ public static class MtpBench
         var runner = new ModelRunner(model, KvCacheDType.F32, 1024, 16, ownsModel: false);
         using (var engine = new LlmEngine(runner, new EngineOptions { MaxNumSeqs = 16, MaxNumBatchedTokens = 2048, MaxModelLen = 4096 }))
         {
-            var submitted = new List<(int[] Prompt, Sequence Seq)>();
-            foreach (var prompt in Probes(source).Where((_, i) => i % 2 == 0)) // the odd probes are left for measuring
-                for (int s = 0; s < perProbe; s++)
-                    submitted.Add((prompt, engine.Submit(prompt, new SamplingParams { Temperature = s == 0 ? 0 : 0.8f, MaxTokens = 96, IgnoreEos = true, Seed = (ulong)(1000 + s) })));
-            foreach (var prompt in Probes(source).Where((_, i) => i % 2 == 1))
-                submitted.Add((prompt, engine.Submit(prompt, new SamplingParams { Temperature = 0, MaxTokens = 64, IgnoreEos = true })));
-            foreach (var (prompt, seq) in submitted)
+            // The even probes sampled under several seeds (the first greedy) to fit on; the odd ones greedy, held out.
+            var probes = Probes(source);
+            var submitted = new List<(int[] Prompt, Sequence Seq, bool HeldOut)>();
+            for (int p = 0; p < probes.Count; p++)
+                if (p % 2 == 1) submitted.Add((probes[p], engine.Submit(probes[p], new SamplingParams { Temperature = 0, MaxTokens = 64, IgnoreEos = true }), true));
+                else
+                    for (int s = 0; s < perProbe; s++)
+                        submitted.Add((probes[p], engine.Submit(probes[p], new SamplingParams { Temperature = s == 0 ? 0 : 0.8f, MaxTokens = 96, IgnoreEos = true, Seed = (ulong)(1000 + s) }), false));
+            foreach (var (prompt, seq, isHeldOut) in submitted)
             {
                 var generated = seq.Output.Reader.ReadAllAsync().ToBlockingEnumerable().Where(o => o.Token >= 0).Select(o => o.Token);
-                bool isHeldOut = submitted.IndexOf((prompt, seq)) >= submitted.Count - 4;
                 (isHeldOut ? heldOut : sequences).Add([.. prompt, .. generated]);
                 if (isHeldOut) heldOutPrompts.Add(prompt.Length);
             }
