@@ -221,6 +221,7 @@ public static class Program
                 () => Bf16Matrix.FromArray(bits, n, k),
                 () => Fp8Matrix.Quantize(w, n, k, Fp8Scaling.PerChannel),
                 () => Int4Matrix.Quantize(w, n, k, 128, true),
+                () => Int8Matrix.Quantize(w, n, k),
             };
             var sets = new List<List<WeightMatrix>>();
             foreach (var make in makers)
@@ -243,6 +244,7 @@ public static class Program
             if (Int4Matrix.BestIntegerKernel == Int8DotKernel.Vnni)
                 variants.Add(("int4-g128 avx2", 2, m => { var q = (Int4Matrix)m; q.Activations = Int4Activations.Int8; q.IntegerKernel = Int8DotKernel.Avx2; }));
             variants.Add(("int4-g128 float-act", 2, m => ((Int4Matrix)m).Activations = Int4Activations.Float));
+            variants.Add(("int8-channel", 3, _ => { }));
             var names = variants.Select(v => v.Name).ToArray();
             var setOf = variants.Select(v => v.Set).ToArray();
             var actions = new List<Action> { readPass };
