@@ -9,7 +9,7 @@ internal struct GlmWeight
     public int Format, Rows, Cols, GroupSize, BlockRows, BlockCols;
     public nint Data, Scales, Zeros;
 
-    public const int F32 = 0, Bf16 = 1, Fp8 = 2, Int4 = 3;
+    public const int F32 = 0, Bf16 = 1, Fp8 = 2, Int4 = 3, Int8 = 4;
 }
 
 /// <summary>A strided view of a tensor's rows as heads (glm_heads).</summary>

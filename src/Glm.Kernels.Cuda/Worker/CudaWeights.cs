@@ -49,6 +49,14 @@ internal sealed class CudaWeight(GlmWeight native, DeviceMemory memory, params D
                 (n.Data, n.Scales, n.Zeros) = (codes.Pointer, scales.Pointer, zeros.Pointer);
                 return new CudaWeight(n, memory, codes, scales, zeros);
             }
+            case Int8Matrix i8:
+            {
+                n.Format = GlmWeight.Int8;
+                var codes = memory.Upload(i8.Codes);
+                var scales = memory.Upload(i8.Scales);
+                (n.Data, n.Scales) = (codes.Pointer, scales.Pointer);
+                return new CudaWeight(n, memory, codes, scales);
+            }
             default:
             {
                 // F32 (and any future host format): its dequantized float32 rows, which is exactly an F32 matrix.

@@ -24,7 +24,8 @@ public sealed record PreQuantizedConfig(string Method, int BlockRows, int BlockC
 /// <summary>
 /// Loads weights stored pre-quantized, keeping their codes and scales (never re-quantizing):
 /// FP8 block-wise (weight + weight_scale_inv), compressed-tensors float-quantized (weight + weight_scale),
-/// compressed-tensors pack-quantized W4A16 (weight_packed + weight_scale [+ weight_zero_point]), and AWQ
+/// compressed-tensors pack-quantized W4A16 (weight_packed + weight_scale [+ weight_zero_point]), compressed-tensors
+/// int-quantized Int8 per channel (weight I8 + weight_scale [rows, 1]), and AWQ
 /// (qweight + qzeros + scales). Formats are recognised by their tensor names, so modules a checkpoint left in
 /// BF16 (its "ignore" list) load as plain weights.
 /// </summary>
@@ -37,8 +38,22 @@ public static class PreQuantizedLoader
     {
         if (ckpt.Contains(prefix + ".weight_packed")) return LoadPackQuantized(ckpt, prefix, rows, cols);
         if (ckpt.Contains(prefix + ".qweight")) return LoadAwq(ckpt, prefix, rows, cols);
-        if (ckpt.Contains(prefix + ".weight") && ckpt.Get(prefix + ".weight").DType == TensorDType.F8_E4M3) return LoadFp8(ckpt, prefix, rows, cols, config);
+        if (!ckpt.Contains(prefix + ".weight")) return null;
+        var dtype = ckpt.Get(prefix + ".weight").DType;
+        if (dtype == TensorDType.F8_E4M3) return LoadFp8(ckpt, prefix, rows, cols, config);
+        if (dtype == TensorDType.I8) return LoadInt8(ckpt, prefix, rows, cols);
         return null;
+    }
+
+    private static unsafe Int8Matrix LoadInt8(Checkpoint ckpt, string prefix, int rows, int cols)
+    {
+        var view = ckpt.Get(prefix + ".weight", rows, cols);
+        if (!ckpt.Contains(prefix + ".weight_scale")) throw new ModelLoadException($"'{prefix}.weight' is I8 but '{prefix}.weight_scale' is missing.");
+        var s = ckpt.Get(prefix + ".weight_scale");
+        var scales = ckpt.ReadFloats(s);
+        if (scales.Length != rows || ckpt.Contains(prefix + ".weight_zero_point"))
+            throw new ModelLoadException($"'{prefix}': only symmetric Int8 with one scale per output channel loads (weight_scale [{rows}, 1]); got weight_scale {s.ShapeText}{(ckpt.Contains(prefix + ".weight_zero_point") ? " and a zero point" : "")}.");
+        return new Int8Matrix(new ReadOnlySpan<sbyte>(view.Data, checked(rows * cols)), rows, cols, scales);
     }
 
     private static unsafe Fp8Matrix LoadFp8(Checkpoint ckpt, string prefix, int rows, int cols, PreQuantizedConfig? config)

@@ -32,6 +32,7 @@ public static class QuantizedCheckpointWriter
         var formats = new Dictionary<string, int>();
         int quantized = 0, copied = 0;
         bool fp8Block = false, fp8Other = false, int4 = false;
+        var int8Modules = new List<string>();
         var kept = new List<string>(); // linear modules left unquantized: compressed-tensors' "ignore"
         var int4Schemes = new Dictionary<(int Group, bool Symmetric), List<string>>();
         try
@@ -60,6 +61,11 @@ public static class QuantizedCheckpointWriter
                         if (!int4Schemes.TryGetValue((q.GroupSize, q.Symmetric), out var modules)) int4Schemes[(q.GroupSize, q.Symmetric)] = modules = [];
                         modules.Add(module);
                         break;
+                    case Int8Matrix i8:
+                        writer.Add(module + ".weight", "I8", [i8.Rows, i8.Cols], (long)i8.Rows * i8.Cols, s => s.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(i8.Codes)));
+                        writer.Add(module + ".weight_scale", "F32", [i8.Rows, 1], i8.Rows * 4L, s => WriteFloats(s, i8.Scales));
+                        int8Modules.Add(module);
+                        break;
                     case Fp8Matrix f:
                         AddFp8(writer, module, f);
                         if (f.Scaling == Fp8Scaling.Block) fp8Block = true; else fp8Other = true;
@@ -78,7 +84,7 @@ public static class QuantizedCheckpointWriter
                 if (n.EndsWith(".safetensors") || n == "model.safetensors.index.json" || n == "config.json") continue;
                 File.Copy(file, Path.Combine(output, n), overwrite: true);
             }
-            WriteConfig(source, output, policy, formats, int4, fp8Block, fp8Other, kept, int4Schemes);
+            WriteConfig(source, output, policy, formats, int4, int8Modules.Count > 0, fp8Block, fp8Other, kept, int8Modules, int4Schemes);
             return new Result(quantized, copied, formats, new FileInfo(path).Length);
         }
         finally
@@ -143,31 +149,44 @@ public static class QuantizedCheckpointWriter
         }
     }
 
-    private static void WriteConfig(string source, string output, QuantizationPolicy policy, Dictionary<string, int> formats, bool int4, bool fp8Block, bool fp8Other,
-        List<string> kept, Dictionary<(int Group, bool Symmetric), List<string>> int4Schemes)
+    private static void WriteConfig(string source, string output, QuantizationPolicy policy, Dictionary<string, int> formats, bool int4, bool int8, bool fp8Block, bool fp8Other,
+        List<string> kept, List<string> int8Modules, Dictionary<(int Group, bool Symmetric), List<string>> int4Schemes)
     {
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, "config.json")))!.AsObject();
         JsonObject q;
         if (fp8Block || (int4 && fp8Other))
             q = new JsonObject { ["quant_method"] = "fp8", ["fmt"] = "e4m3", ["activation_scheme"] = "dynamic", ["weight_block_size"] = new JsonArray(128, 128) };
-        else if (int4)
+        else if (int4 || (int8 && !fp8Other))
         {
-            // One config group per Int4 scheme: "Linear" when there is one, else the modules by name (small
-            // matrices fall back to a smaller group where the policy's does not divide their width).
+            // One config group per scheme: "Linear" when a single Int4 scheme covers everything quantized, else the
+            // modules by name (small matrices fall back to a smaller group where the policy's does not divide their
+            // width; an Int8 head or embedding table is its own group). Both kinds: compressed-tensors' "mixed-precision".
             var groups = new JsonObject();
             int index = 0;
+            bool byName = int4Schemes.Count > 1 || int8Modules.Count > 0;
             foreach (var ((size, symmetric), modules) in int4Schemes)
                 groups[$"group_{index++}"] = new JsonObject
                 {
-                    ["targets"] = int4Schemes.Count == 1 ? new JsonArray("Linear") : new JsonArray(modules.Select(m => (JsonNode?)m).ToArray()),
+                    ["targets"] = byName ? new JsonArray(modules.Select(m => (JsonNode?)m).ToArray()) : new JsonArray("Linear"),
                     ["weights"] = new JsonObject
                     {
                         ["num_bits"] = 4, ["type"] = "int", ["symmetric"] = symmetric, ["strategy"] = "group", ["group_size"] = size, ["dynamic"] = false,
                     },
                 };
+            if (int8Modules.Count > 0)
+                groups[$"group_{index}"] = new JsonObject
+                {
+                    ["format"] = "int-quantized",
+                    ["targets"] = new JsonArray(int8Modules.Select(m => (JsonNode?)m).ToArray()),
+                    ["weights"] = new JsonObject { ["num_bits"] = 8, ["type"] = "int", ["symmetric"] = true, ["strategy"] = "channel", ["dynamic"] = false },
+                };
+            if (int4 && int8)
+                foreach (var (_, group) in groups) group!["format"] = group["weights"]!["num_bits"]!.GetValue<int>() == 4 ? "pack-quantized" : "int-quantized";
             q = new JsonObject
             {
-                ["quant_method"] = "compressed-tensors", ["format"] = "pack-quantized", ["config_groups"] = groups,
+                ["quant_method"] = "compressed-tensors",
+                ["format"] = int4 && int8 ? "mixed-precision" : int4 ? "pack-quantized" : "int-quantized",
+                ["config_groups"] = groups,
                 ["ignore"] = new JsonArray(kept.Select(k => (JsonNode?)k).ToArray()),
             };
         }

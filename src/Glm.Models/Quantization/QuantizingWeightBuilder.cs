@@ -15,13 +15,14 @@ public sealed class QuantizingWeightBuilder(Checkpoint checkpoint, QuantizationP
 
     public QuantizationPolicy Policy { get; } = policy;
 
-    /// <summary>How every Int4 matrix built here (quantized on load or pre-quantized) meets its activations.</summary>
+    /// <summary>How every Int4 and Int8 matrix built here (quantized on load or pre-quantized) meets its activations.</summary>
     public Int4Activations Int4Activations { get; init; } = Int4Activations.Int8;
 
     public override WeightMatrix Matrix(string prefix, int rows, int cols)
     {
         var matrix = PreQuantized(prefix, rows, cols) ?? Quantize(prefix, rows, cols);
         if (matrix is Int4Matrix int4) int4.Activations = Int4Activations;
+        if (matrix is Int8Matrix int8) int8.Activations = Int4Activations;
         Record(prefix, matrix);
         return matrix;
     }
@@ -39,6 +40,7 @@ public sealed class QuantizingWeightBuilder(Checkpoint checkpoint, QuantizationP
                     return Int4Matrix.Quantize(weights, rows, cols, group, format.Symmetric);
             return Fp8Matrix.Quantize(weights, rows, cols, Fp8Scaling.PerChannel);
         }
+        if (format.Kind == "int8") return Int8Matrix.Quantize(weights, rows, cols);
         return Fp8Matrix.Quantize(weights, rows, cols, format.Scaling);
     }
 

@@ -26,7 +26,7 @@ extern "C" {
 
 enum glm_status { GLM_OK = 0, GLM_ERR_CUDA = -1, GLM_ERR_ARGUMENT = -2, GLM_ERR_UNSUPPORTED = -3 };
 enum glm_rope_layout { GLM_ROPE_INTERLEAVED = 0, GLM_ROPE_HALF_SPLIT = 1, GLM_ROPE_INTERLEAVED_TO_HALF = 2 };
-enum glm_weight_format { GLM_WEIGHT_F32 = 0, GLM_WEIGHT_BF16 = 1, GLM_WEIGHT_FP8 = 2, GLM_WEIGHT_INT4 = 3 };
+enum glm_weight_format { GLM_WEIGHT_F32 = 0, GLM_WEIGHT_BF16 = 1, GLM_WEIGHT_FP8 = 2, GLM_WEIGHT_INT4 = 3, GLM_WEIGHT_INT8 = 4 };
 enum glm_kv_dtype { GLM_KV_F32 = 0, GLM_KV_BF16 = 1, GLM_KV_FP8 = 2, GLM_KV_INT4 = 3 };
 
 // A weight matrix in its stored format; every pointer is device memory.
@@ -35,6 +35,7 @@ enum glm_kv_dtype { GLM_KV_F32 = 0, GLM_KV_BF16 = 1, GLM_KV_FP8 = 2, GLM_KV_INT4
 //              (per channel: 1 x cols; per tensor: rows x cols; block: 128 x 128).
 //   INT4:      data = codes in the CPU packing (per run of 32 along a row: byte j = u[j] | u[j+16] << 4);
 //              scales and zeros (integer codes 0..15 as floats) [rows, cols / group_size]; w = (u - z) * s.
+//   INT8:      data = rows x cols signed codes; scales [rows] (one per output channel); w = code * s.
 typedef struct glm_weight {
   int32_t format;
   int32_t rows, cols;

@@ -134,6 +134,13 @@ Weight make_weight(const Api& cuda, int format, int rows, int cols, int group_or
       for (auto& s : scales) s = std::fabs(s) + 1e-4f;
       break;
     }
+    case GLM_WEIGHT_INT8: {
+      bytes = random_bytes(static_cast<size_t>(rows) * cols);
+      for (auto& b : bytes) if (b == 0x80) b = 0x81;  // codes in [-127, 127], as the CPU quantizer writes them
+      scales = random_floats(static_cast<size_t>(rows), 0.01f);
+      for (auto& s : scales) s = std::fabs(s) + 1e-4f;
+      break;
+    }
     default: {
       group = group_or_block;
       bytes = random_bytes(static_cast<size_t>(rows) * cols / 2);
@@ -155,7 +162,7 @@ Weight make_weight(const Api& cuda, int format, int rows, int cols, int group_or
   return w;
 }
 
-const char* format_name(int f) { return f == 0 ? "f32" : f == 1 ? "bf16" : f == 2 ? "fp8" : "int4"; }
+const char* format_name(int f) { return f == 0 ? "f32" : f == 1 ? "bf16" : f == 2 ? "fp8" : f == 3 ? "int4" : "int8"; }
 
 void check_linear(const Api& host, const Api& cuda, int format, int rows, int cols, int group_or_block, int m, bool bias) {
   Weight w = make_weight(cuda, format, rows, cols, group_or_block);
@@ -490,6 +497,7 @@ int main(int argc, char** argv) {
   check_linear(host, cuda, GLM_WEIGHT_FP8, 1000, 2048, 128, 9, false);
   check_linear(host, cuda, GLM_WEIGHT_INT4, 1000, 2048, 32, 1, false);
   check_linear(host, cuda, GLM_WEIGHT_BF16, 1000, 1001, 0, 1, false);  // odd width: the generic kernel
+  for (int m : {1, 5}) check_linear(host, cuda, GLM_WEIGHT_INT8, 1000, 2048, 0, m, false);  // an Int8 LM head: the generic kernel
   check_heads_ops(host, cuda);
   check_elementwise(host, cuda);
   for (int format : {GLM_WEIGHT_BF16, GLM_WEIGHT_INT4}) check_heads_times_weight(host, cuda, format);

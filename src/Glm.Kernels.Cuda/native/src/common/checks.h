@@ -19,6 +19,9 @@ inline const char* check_weight(const glm_weight* w) {
       if (w->group_size <= 0 || w->group_size % 32 != 0 || w->cols % w->group_size != 0)
         return "weight: Int4 cols must be a multiple of the group size, itself a multiple of 32";
       return nullptr;
+    case GLM_WEIGHT_INT8:
+      if (!w->scales) return "weight: Int8 needs a scale per row";
+      return nullptr;
     default: return "weight: unknown format";
   }
 }

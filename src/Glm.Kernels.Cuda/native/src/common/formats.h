@@ -131,6 +131,7 @@ GLM_HD float weight_at(const glm_weight& w, int64_t row, int64_t col) {
       int64_t grid_cols = (w.cols + w.block_cols - 1) / w.block_cols;
       return e4m3_to_float(((const uint8_t*)w.data)[row * w.cols + col]) * w.scales[row / w.block_rows * grid_cols + col / w.block_cols];
     }
+    case GLM_WEIGHT_INT8: return (float)((const int8_t*)w.data)[row * w.cols + col] * w.scales[row];
     default: {
       int64_t g = row * (w.cols / w.group_size) + col / w.group_size;
       return ((float)int4_code((const uint8_t*)w.data, w.cols, row, col) - w.zeros[g]) * w.scales[g];
