@@ -12,7 +12,9 @@ public enum Fp8Scaling { PerTensor, PerChannel, Block }
 /// FP8 E4M3 weights with per-tensor, per-output-channel, or block (e.g. 128×128) scales; w = decode(code) · scale.
 /// Codes are decoded in registers (<see cref="Fp8E4M3.Decode8"/>): a sign extension, a shift, a mask and one
 /// multiply instead of a table lookup. AVX-512 sums each block's products and scales the block sum; AVX2 alone
-/// scales each decoded weight instead, so one accumulator a product serves the <see cref="Lanes8"/> tiles.
+/// runs the <see cref="Lanes8"/> tiles (one accumulator a product) over the decoded codes and scales each row's
+/// sum where one scale covers the row (per channel, per tensor), or over each decoded weight times its block's
+/// scale where blocks split the row.
 /// </summary>
 public sealed unsafe class Fp8Matrix : WeightMatrix
 {
@@ -328,9 +330,9 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
     }
 
     /// <summary>
-    /// AVX2 without AVX-512: every product in the <see cref="Lanes8"/> order over the weight row decoded and scaled
-    /// (w_k = decode(code_k) · the scale of its block), so decode reads the codes four rows at a time and batches
-    /// decode three weight rows once into float32 for 4 x 3 tiles, with the same bits.
+    /// AVX2 without AVX-512: every product in the <see cref="Lanes8"/> order over the weight row decoded (and
+    /// scaled per weight where blocks split the row, see <see cref="ScalesWholeRows"/>), so decode reads the codes
+    /// four rows at a time and batches decode three weight rows once into float32 for 4 x 3 tiles, with the same bits.
     /// </summary>
     private bool UsesLanes8 => !Avx512F.IsSupported && Lanes8.Supported && _blockCols % 8 == 0;
 
@@ -341,10 +343,18 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
     /// </summary>
     protected override int ActivationBlockBytes => UsesLanes8 ? 4 * MatMul.ActivationBlockBytes : base.ActivationBlockBytes;
 
+    /// <summary>
+    /// One scale covers each whole row (per channel or per tensor): the 8-lane kernels then sum x · decode(code)
+    /// over the codes themselves and multiply each finished sum by the row's scale, one multiply a row instead of
+    /// one per 8 weights (decode is compute-bound here). Block scales multiply each decoded weight instead.
+    /// </summary>
+    private bool ScalesWholeRows => _blockCols >= Cols;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private float DotLanes8(int row, float* x)
     {
         byte* codes = _pCodes + (long)row * Cols;
+        if (ScalesWholeRows) return Lanes8.Dot<Fp8Row>(x, codes, Cols) * Scale(row, 0);
         Vector256<float> a = default;
         int i = 0;
         for (int b = 0; i + 8 <= Cols; b++)
@@ -357,7 +367,7 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             }
         }
         float sum = Vector256.Sum(a);
-        for (; i < Cols; i++) sum = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(codes[i]) * Scale(row, i / _blockCols), sum);
+        for (; i < Cols; i++) sum = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.Decode1(codes[i]) * Scale(row, i / _blockCols), sum);
         return sum;
     }
 
@@ -395,10 +405,10 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
         for (; i < Cols; i++)
         {
             int b = i / _blockCols;
-            r0 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(c0[i]) * Scale(row, b), r0);
-            r1 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(c1[i]) * Scale(row + 1, b), r1);
-            r2 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(c2[i]) * Scale(row + 2, b), r2);
-            r3 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.ToFloat(c3[i]) * Scale(row + 3, b), r3);
+            r0 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.Decode1(c0[i]) * Scale(row, b), r0);
+            r1 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.Decode1(c1[i]) * Scale(row + 1, b), r1);
+            r2 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.Decode1(c2[i]) * Scale(row + 2, b), r2);
+            r3 = MathF.FusedMultiplyAdd(x[i], Fp8E4M3.Decode1(c3[i]) * Scale(row + 3, b), r3);
         }
         y[0] = r0;
         y[1] = r1;
@@ -417,7 +427,7 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             var scale = Vector256.Create(Scale(row, b));
             for (int end = Math.Min(Cols, (b + 1) * _blockCols); i + 8 <= end; i += 8) Avx.Store(destination + i, Fp8E4M3.DecodeScaled8(codes + i, scale));
         }
-        for (; i < Cols; i++) destination[i] = Fp8E4M3.ToFloat(codes[i]) * Scale(row, i / _blockCols);
+        for (; i < Cols; i++) destination[i] = Fp8E4M3.Decode1(codes[i]) * Scale(row, i / _blockCols);
     }
 
     /// <summary>This thread's float32 copy of three decoded, scaled weight rows (the 4 x 3 tiles' weights).</summary>
@@ -425,6 +435,11 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
 
     private void MultiplyLanes8(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
     {
+        if (ScalesWholeRows)
+        {
+            MultiplyLanes8WholeRowScales(x, m, y, yStride, rowStart, rowEnd);
+            return;
+        }
         int n = rowStart;
         if (m == 1)
         {
@@ -444,6 +459,44 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
                 for (int r = 0; r < rows; r++) DecodeScaledRow(n + r, decoded + r * k);
                 Lanes8.Multiply<F32Row>(x, m, Cols, (byte*)decoded, 4 * k, y + n, yStride, 0, rows);
             }
+    }
+
+    /// <summary>
+    /// <see cref="ScalesWholeRows"/>: decode takes four rows' codes at a time (<see cref="Lanes8.Tile1x4{TW}"/> over
+    /// <see cref="Fp8Row"/>), batches decode three rows once into float32 for the 4 x 3 tiles; then every product
+    /// times its row's scale, the bits of <see cref="DotLanes8"/>.
+    /// </summary>
+    private void MultiplyLanes8WholeRowScales(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
+    {
+        long k = Cols;
+        if (m == 1) Lanes8.Multiply<Fp8Row>(x, 1, Cols, _pCodes, k, y, yStride, rowStart, rowEnd);
+        else
+        {
+            var buffer = t_scaledRows;
+            if (buffer is null || buffer.Length < 3 * Cols) t_scaledRows = buffer = GC.AllocateUninitializedArray<float>(3 * Cols, pinned: true);
+            fixed (float* decoded = buffer)
+                for (int n = rowStart; n < rowEnd; n += 3)
+                {
+                    int rows = Math.Min(3, rowEnd - n);
+                    for (int r = 0; r < rows; r++) DecodeRowLanes8(_pCodes + (n + r) * k, decoded + r * k);
+                    Lanes8.Multiply<F32Row>(x, m, Cols, (byte*)decoded, 4 * k, y + n, yStride, 0, rows);
+                }
+        }
+        for (int i = 0; i < m; i++)
+        {
+            float* yi = y + (long)i * yStride;
+            for (int n = rowStart; n < rowEnd; n++) yi[n] *= _scales[n / _blockRows];
+        }
+    }
+
+    /// <summary>
+    /// One row's codes as float32 (unscaled), each value exactly as <see cref="Fp8Row"/> widens it. Whole-row scales
+    /// take the 8-lane kernels only where the row is whole steps of 8 (<see cref="UsesLanes8"/>), so there is no tail.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DecodeRowLanes8(byte* codes, float* destination)
+    {
+        for (int i = 0; i < Cols; i += 8) Avx.Store(destination + i, Fp8E4M3.Decode8(codes + i));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -499,4 +552,16 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
         for (int i = 0; i < n; i++) acc = MathF.FusedMultiplyAdd(x[i], TW.Load1(w, start + i), acc);
         return acc;
     }
+}
+
+/// <summary>FP8 E4M3 codes, decoded exactly in registers (<see cref="Fp8E4M3.Decode8"/>), unscaled.</summary>
+internal readonly unsafe struct Fp8Row : IRow8
+{
+    public static int ElementBytes => 1;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load8(void* row, int i) => Fp8E4M3.Decode8((byte*)row + i);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Load1(void* row, int i) => Fp8E4M3.Decode1(((byte*)row)[i]);
 }

@@ -54,6 +54,15 @@ public static class Fp8E4M3
         return Avx.Multiply(bits.AsSingle(), Vector256.Create(TwoTo120));
     }
 
+    /// <summary>
+    /// One code decoded as <see cref="Decode8"/> decodes each lane (the same float for every non-NaN code as
+    /// <see cref="ToFloat"/>), with no table: kernels whose tails call it keep their vector accumulators in
+    /// registers, where a table read's static-field access made the JIT spill them on every step.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Decode1(byte code) =>
+        BitConverter.Int32BitsToSingle(((code & 0x80) << 24) | ((code & 0x7F) << 20)) * TwoTo120;
+
     /// <summary>8 codes decoded and multiplied by a scale: each lane rounds exactly as <see cref="ToFloat"/>(code) · scale.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> DecodeScaled8(byte* codes, Vector256<float> scale) => Avx.Multiply(Decode8(codes), scale);
