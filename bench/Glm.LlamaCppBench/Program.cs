@@ -22,8 +22,10 @@ namespace Glm.LlamaCppBench;
 /// batch 1 on the same threads, one after the other, for several rounds (medians). For the bf16 row (and the f32
 /// row: llama.cpp given the same weights widened to F32, both engines with F32 KV) the first round also reports
 /// how closely the engines agree: free-running greedy tokens, teacher-forced next tokens, the logits after the prompt.
+/// Quantized rows run ours from what the quantize verb wrote (written once, beside the GGUFs), as llama.cpp runs
+/// its quantized files; the time and memory of quantizing the BF16 checkpoint on load are reported beside.
 /// usage: dotnet run --project bench/Glm.LlamaCppBench -c Release -- [--layers 3] [--experts 128] [--rounds 3]
-///        [--prefill 512] [--decode 128] [--threads N] [--rows bf16,q8,q4,q4mix,f32] [--dir DIR] [--no-flash-attention]
+///        [--prefill 512] [--decode 128] [--threads N] [--rows bf16,q8,q4,q4mix,q4mix-bf16,f32] [--dir DIR] [--no-flash-attention]
 /// </summary>
 public static class Program
 {
@@ -85,7 +87,9 @@ public static class Program
             new("f32", "BF16 weights, llama.cpp given them widened to F32 (agreement check)", () => QuantizationPolicy.Preset("none"), f32, null, false),
             new("q8", "FP8 everywhere vs Q8_0 everywhere", () => Everywhere("fp8-everywhere", WeightFormat.Fp8), Path.Combine(dir, "q8_0-pure.gguf"), LLamaFtype.MOSTLY_Q8_0, true),
             new("q4", "Int4 g128 everywhere vs Q4_0 everywhere", () => Everywhere("int4-everywhere", WeightFormat.Int4G128), Path.Combine(dir, "q4_0-pure.gguf"), LLamaFtype.MOSTLY_Q4_0, true),
-            new("q4mix", "our default Int4 policy (embeddings and LM head BF16) vs Q4_0 (llama.cpp's default mix)", () => QuantizationPolicy.Preset("int4"), Path.Combine(dir, "q4_0.gguf"), LLamaFtype.MOSTLY_Q4_0, false),
+            new("q4mix", "our default Int4 policy (LM head Int8, embeddings BF16) vs Q4_0 (llama.cpp's default mix)", () => QuantizationPolicy.Preset("int4"), Path.Combine(dir, "q4_0.gguf"), LLamaFtype.MOSTLY_Q4_0, false),
+            new("q4mix-bf16", "our Int4 policy with the LM head BF16 (the default before Int8 heads) vs Q4_0 (llama.cpp's default mix)",
+                () => new QuantizationPolicy("int4-bf16-head", [new(@"^lm_head$", WeightFormat.Keep), .. QuantizationPolicy.Preset("int4").Rules]), Path.Combine(dir, "q4_0.gguf"), LLamaFtype.MOSTLY_Q4_0, false),
         }.Where(r => wanted.Contains(r.Key)).ToList();
         foreach (var row in rows.Where(r => r.Ftype is not null && !File.Exists(r.LlamaFile)))
         {
@@ -97,6 +101,17 @@ public static class Program
             if (NativeApi.llama_model_quantize(bf16, row.LlamaFile, ref p) != 0) throw new InvalidOperationException($"llama.cpp could not quantize {row.LlamaFile}");
         }
 
+        // Ours loads what the quantize verb wrote once, as llama.cpp loads its quantized GGUF; quantizing on load
+        // is timed beside it (one load a row).
+        var storedDirs = new Dictionary<string, string>();
+        foreach (var row in rows.Where(r => r.Ours().Rules.Count > 0))
+        {
+            string stored = storedDirs[row.Key] = Path.Combine(dir, "ours-" + row.Key);
+            if (File.Exists(Path.Combine(stored, "model.safetensors"))) continue;
+            Console.WriteLine($"writing {stored} with the quantize verb …");
+            QuantizedCheckpointWriter.Write(dir, stored, row.Ours());
+        }
+
         if (args.Contains("--prepare-only")) return 0;
         double bandwidth = Measure.ReadBandwidthGBs(threads);
         var rng = new Random(11);
@@ -104,7 +119,7 @@ public static class Program
         var prompt = Enumerable.Range(0, prefill).Select(_ => rng.Next(256, vocab)).ToArray();
         Console.WriteLine($"# Glm.LlamaCppBench: {dir}, {prefill}-token prefill, {decode}-token greedy decode at batch 1, {threads} threads, {rounds} rounds (medians)");
         Console.WriteLine($"machine read bandwidth: {bandwidth:F1} GB/s; llama.cpp: {llamaInfo.Trim()}");
-        Console.WriteLine("| row | ours prefill tok/s | llama.cpp prefill tok/s | prefill ratio | ours decode tok/s | llama.cpp decode tok/s | decode ratio | decode % of bandwidth (ours / llama.cpp) | load s (ours / llama.cpp) | anonymous memory the loaded model keeps, GB (ours / llama.cpp) |");
+        Console.WriteLine("| row | ours prefill tok/s | llama.cpp prefill tok/s | prefill ratio | ours decode tok/s | llama.cpp decode tok/s | decode ratio | decode % of bandwidth (ours / llama.cpp) | load s (ours stored / llama.cpp; ours quantizing on load) | anonymous memory the loaded model keeps, GB (ours / llama.cpp; on load) |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
         foreach (var row in rows)
         {
@@ -115,16 +130,24 @@ public static class Program
             {
                 // The agreement row keeps keys and values in F32 on both sides (llama.cpp's default cache is F16).
                 bool f32Kv = row.Key == "f32";
-                ours.Add(RunOurs(dir, row.Ours(), prompt, decode, out ourBytes, f32Kv: f32Kv));
+                ours.Add(storedDirs.TryGetValue(row.Key, out var stored)
+                    ? RunOurs(stored, QuantizationPolicy.Preset("none"), prompt, decode, out ourBytes)
+                    : RunOurs(dir, row.Ours(), prompt, decode, out ourBytes, f32Kv: f32Kv));
                 theirs.Add(RunLlama(row.LlamaFile, prompt, decode, threads, f32Kv));
                 if (args.Contains("--verbose"))
                     Console.Error.WriteLine($"{row.Key} round {r}: ours {ours[^1]}, llama.cpp {theirs[^1]}");
+            }
+            string onLoad = "", onLoadMemory = "";
+            if (storedDirs.ContainsKey(row.Key))
+            {
+                var (seconds, anon) = LoadOnly(dir, row.Ours());
+                (onLoad, onLoadMemory) = ($"; {seconds:F1}", $"; {anon / 1e9:F1}");
             }
             long llamaBytes = LlamaDecodeBytes(row.LlamaFile);
             double Median(IEnumerable<double> v) { var s = v.OrderBy(x => x).ToArray(); return s[s.Length / 2]; }
             double op = prefill / Median(ours.Select(x => x.PrefillSeconds)), lp = prefill / Median(theirs.Select(x => x.PrefillSeconds));
             double od = decode / Median(ours.Select(x => x.DecodeSeconds)), ld = decode / Median(theirs.Select(x => x.DecodeSeconds));
-            Console.WriteLine($"| {row.Title} | {op:F1} | {lp:F1} | {op / lp:F2}x | {od:F2} | {ld:F2} | {od / ld:F2}x | {ourBytes * od / 1e9 / bandwidth:P0} / {llamaBytes * ld / 1e9 / bandwidth:P0} | {Median(ours.Select(x => x.LoadSeconds)):F1} / {Median(theirs.Select(x => x.LoadSeconds)):F1} | {ours[^1].AnonBytes / 1e9:F1} / {theirs[^1].AnonBytes / 1e9:F1} |");
+            Console.WriteLine($"| {row.Title} | {op:F1} | {lp:F1} | {op / lp:F2}x | {od:F2} | {ld:F2} | {od / ld:F2}x | {ourBytes * od / 1e9 / bandwidth:P0} / {llamaBytes * ld / 1e9 / bandwidth:P0} | {Median(ours.Select(x => x.LoadSeconds)):F1} / {Median(theirs.Select(x => x.LoadSeconds)):F1}{onLoad} | {ours[^1].AnonBytes / 1e9:F1} / {theirs[^1].AnonBytes / 1e9:F1}{onLoadMemory} |");
             if (row.Key is "bf16" or "f32") ReportAgreement(dir, row, prompt, decode, ours[0], theirs[0]);
         }
         return 0;
@@ -157,6 +180,18 @@ public static class Program
     /// <summary>Every linear layer, the embeddings and the LM head in one format; routers stay as stored (llama.cpp keeps ffn_gate_inp too).</summary>
     private static QuantizationPolicy Everywhere(string name, WeightFormat format) =>
         new(name, [new(@"\.mlp\.gate$", WeightFormat.Keep), new(".*", format)]);
+
+    /// <summary>Seconds to quantize on load under a policy, and the anonymous memory the loaded model keeps.</summary>
+    private static (double Seconds, long AnonBytes) LoadOnly(string dir, QuantizationPolicy policy)
+    {
+        GC.Collect();
+        long anonBefore = AnonymousBytes();
+        var sw = Stopwatch.StartNew();
+        using var model = ModelLoader.Load(dir, ckpt => new QuantizingWeightBuilder(ckpt, policy));
+        double seconds = sw.Elapsed.TotalSeconds;
+        GC.Collect();
+        return (seconds, AnonymousBytes() - anonBefore);
+    }
 
     private static Run RunOurs(string dir, QuantizationPolicy policy, int[] prompt, int decode, out long decodeBytes, int[]? forced = null, bool f32Kv = false)
     {
