@@ -106,10 +106,10 @@ public static class Program
         var storedDirs = new Dictionary<string, string>();
         foreach (var row in rows.Where(r => r.Ours().Rules.Count > 0))
         {
-            string stored = storedDirs[row.Key] = Path.Combine(dir, "ours-" + row.Key);
-            if (File.Exists(Path.Combine(stored, "model.safetensors"))) continue;
-            Console.WriteLine($"writing {stored} with the quantize verb …");
-            QuantizedCheckpointWriter.Write(dir, stored, row.Ours());
+            string written = storedDirs[row.Key] = Path.Combine(dir, "ours-" + row.Key);
+            if (File.Exists(Path.Combine(written, "model.safetensors"))) continue;
+            Console.WriteLine($"writing {written} with the quantize verb …");
+            QuantizedCheckpointWriter.Write(dir, written, row.Ours());
         }
 
         if (args.Contains("--prepare-only")) return 0;
@@ -130,8 +130,8 @@ public static class Program
             {
                 // The agreement row keeps keys and values in F32 on both sides (llama.cpp's default cache is F16).
                 bool f32Kv = row.Key == "f32";
-                ours.Add(storedDirs.TryGetValue(row.Key, out var stored)
-                    ? RunOurs(stored, QuantizationPolicy.Preset("none"), prompt, decode, out ourBytes)
+                ours.Add(storedDirs.TryGetValue(row.Key, out var quantizedDir)
+                    ? RunOurs(quantizedDir, QuantizationPolicy.Preset("none"), prompt, decode, out ourBytes)
                     : RunOurs(dir, row.Ours(), prompt, decode, out ourBytes, f32Kv: f32Kv));
                 theirs.Add(RunLlama(row.LlamaFile, prompt, decode, threads, f32Kv));
                 if (args.Contains("--verbose"))
