@@ -430,46 +430,27 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
         for (; i < Cols; i++) destination[i] = Fp8E4M3.Decode1(codes[i]) * Scale(row, i / _blockCols);
     }
 
-    /// <summary>This thread's float32 copy of three decoded, scaled weight rows (the 4 x 3 tiles' weights).</summary>
+    /// <summary>This thread's float32 copy of three decoded weight rows (scaled where blocks split them): the 4 x 3 tiles' weights.</summary>
     [ThreadStatic] private static float[]? t_scaledRows;
 
+    /// <summary>
+    /// Decode (one activation row) reads four rows' codes at a time: <see cref="Lanes8.Tile1x4{TW}"/> over
+    /// <see cref="Fp8Row"/> where one scale covers each row, else <see cref="Tile1x4Lanes8"/>. Batches decode up to
+    /// three weight rows once into float32 (unscaled or scaled per weight) for the 4 x 3 tiles. Whole-row scales
+    /// then multiply every product by its row's scale: the bits of <see cref="DotLanes8"/> either way.
+    /// </summary>
     private void MultiplyLanes8(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
     {
-        if (ScalesWholeRows)
+        bool wholeRows = ScalesWholeRows;
+        long k = Cols;
+        if (m == 1 && wholeRows) Lanes8.Multiply<Fp8Row>(x, 1, Cols, _pCodes, k, y, yStride, rowStart, rowEnd);
+        else if (m == 1)
         {
-            MultiplyLanes8WholeRowScales(x, m, y, yStride, rowStart, rowEnd);
-            return;
-        }
-        int n = rowStart;
-        if (m == 1)
-        {
+            int n = rowStart;
             for (; n + 4 <= rowEnd; n += 4) Tile1x4Lanes8(n, x, y + n);
             for (; n < rowEnd; n++) y[n] = DotLanes8(n, x);
             return;
         }
-        var buffer = t_scaledRows;
-        if (buffer is null || buffer.Length < 3 * Cols) t_scaledRows = buffer = GC.AllocateUninitializedArray<float>(3 * Cols, pinned: true);
-        long k = Cols;
-        fixed (float* decoded = buffer)
-            for (; n < rowEnd; n += 3)
-            {
-                // Up to three weight rows decoded, then the float32 kernels over them as a matrix of their own
-                // (its rows 0..2 are this matrix's n..n+2, hence y + n).
-                int rows = Math.Min(3, rowEnd - n);
-                for (int r = 0; r < rows; r++) DecodeScaledRow(n + r, decoded + r * k);
-                Lanes8.Multiply<F32Row>(x, m, Cols, (byte*)decoded, 4 * k, y + n, yStride, 0, rows);
-            }
-    }
-
-    /// <summary>
-    /// <see cref="ScalesWholeRows"/>: decode takes four rows' codes at a time (<see cref="Lanes8.Tile1x4{TW}"/> over
-    /// <see cref="Fp8Row"/>), batches decode three rows once into float32 for the 4 x 3 tiles; then every product
-    /// times its row's scale, the bits of <see cref="DotLanes8"/>.
-    /// </summary>
-    private void MultiplyLanes8WholeRowScales(float* x, int m, float* y, int yStride, int rowStart, int rowEnd)
-    {
-        long k = Cols;
-        if (m == 1) Lanes8.Multiply<Fp8Row>(x, 1, Cols, _pCodes, k, y, yStride, rowStart, rowEnd);
         else
         {
             var buffer = t_scaledRows;
@@ -477,11 +458,16 @@ public sealed unsafe class Fp8Matrix : WeightMatrix
             fixed (float* decoded = buffer)
                 for (int n = rowStart; n < rowEnd; n += 3)
                 {
+                    // Up to three weight rows decoded, then the float32 kernels over them as a matrix of their own
+                    // (its rows 0..2 are this matrix's n..n+2, hence y + n).
                     int rows = Math.Min(3, rowEnd - n);
-                    for (int r = 0; r < rows; r++) DecodeRowLanes8(_pCodes + (n + r) * k, decoded + r * k);
+                    for (int r = 0; r < rows; r++)
+                        if (wholeRows) DecodeRowLanes8(_pCodes + (n + r) * k, decoded + r * k);
+                        else DecodeScaledRow(n + r, decoded + r * k);
                     Lanes8.Multiply<F32Row>(x, m, Cols, (byte*)decoded, 4 * k, y + n, yStride, 0, rows);
                 }
         }
+        if (!wholeRows) return;
         for (int i = 0; i < m; i++)
         {
             float* yi = y + (long)i * yStride;
